@@ -1,0 +1,27 @@
+# The two commands README.md starts with: `make demo` and `make test`.
+SHELL := /bin/bash
+VENV ?= $(CURDIR)/.venv
+export KVM_IMAGES_VENV := $(VENV)
+
+.PHONY: setup demo test sanity units integration bench clean
+
+setup:
+	tools/setup-host.sh
+
+demo: setup
+	tools/run-demo.sh
+
+test: setup
+	tools/run-tests.sh sanity units integration
+
+sanity: setup
+	tools/run-tests.sh sanity
+
+units: setup
+	tools/run-tests.sh units
+
+integration: setup
+	tools/run-tests.sh integration
+
+clean:
+	rm -rf build tests/output
