@@ -42,8 +42,8 @@ def parse_disk_spec(spec: str) -> dict[str, str]:
     path, *options = spec.split(",")
     disk = {"path": path, "format": "raw", "target": "", "bus": "virtio", "device": "disk"}
     for option in options:
-        key, _, value = option.partition("=")
-        disk[key] = value if value else "yes"
+        key, sep, value = option.partition("=")
+        disk[key] = value if sep else "yes"
     return disk
 
 

@@ -1,0 +1,45 @@
+# Copyright (c) kvm.images contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+import typing as t
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.kvm.images.plugins.module_utils.disk_plan import apply_preflight, plan_disks, space_by_mount
+
+
+def disk_format_plan(domains: list[dict[str, t.Any]], target: str, overrides: dict[str, t.Any] | None = None,
+                     exclude: list[str] | None = None, method: str = "auto",
+                     include: list[str] | None = None) -> list[dict[str, t.Any]]:
+    try:
+        return plan_disks(domains, target, overrides or {}, exclude or [], method,
+                          ["*"] if include is None else include)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise AnsibleFilterError(f"disk_format_plan: {exc}") from exc
+
+
+def disk_format_space(needs: list[dict[str, t.Any]], mounts: list[dict[str, t.Any]],
+                      margin_ratio: float = 0.05, margin_bytes: int = 64 << 20) -> list[dict[str, t.Any]]:
+    try:
+        return space_by_mount(needs, mounts, margin_ratio, margin_bytes)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise AnsibleFilterError(f"disk_format_space: {exc}") from exc
+
+
+def disk_format_preflight(records: list[dict[str, t.Any]], results: list[dict[str, t.Any]]) -> list[dict[str, t.Any]]:
+    try:
+        return apply_preflight(records, results)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise AnsibleFilterError(f"disk_format_preflight: {exc}") from exc
+
+
+class FilterModule:
+    def filters(self) -> dict[str, t.Callable[..., t.Any]]:
+        return {
+            "disk_format_plan": disk_format_plan,
+            "disk_format_space": disk_format_space,
+            "disk_format_preflight": disk_format_preflight,
+        }

@@ -1,0 +1,182 @@
+# Copyright (c) kvm.images contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Fleet planning for the disk_format role: pure functions (private to kvm.images)."""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import typing as t
+
+FORMATS = ("raw", "qcow2")
+METHODS = ("auto", "live", "offline")
+EXTENSIONS = {"raw": ".raw", "qcow2": ".qcow2"}
+# Extensions that name a format; anything else is kept and the new one appended.
+KNOWN_EXTENSIONS = (".raw", ".img", ".qcow2", ".qcow", ".bin")
+
+
+def destination_path(source: str, target_format: str) -> str:
+    """Where the converted image goes: beside the source, extension replaced."""
+    stem, ext = os.path.splitext(source)
+    if ext.lower() not in KNOWN_EXTENSIONS:
+        stem = source
+    dest = stem + EXTENSIONS[target_format]
+    if dest == source:
+        # e.g. a raw file named *.qcow2 by mistake: never write over the source.
+        dest = stem + "-" + target_format + EXTENSIONS[target_format]
+    return dest
+
+
+def excluded_by(name: str, patterns: t.Iterable[str]) -> str | None:
+    """The first shell-style pattern ``name`` matches, if any."""
+    for pattern in patterns:
+        if fnmatch.fnmatchcase(name, pattern):
+            return pattern
+    return None
+
+
+def desired_format(name: str, default: str, overrides: dict[str, t.Any]) -> str:
+    override = overrides.get(name) or {}
+    return override.get("target", default)
+
+
+def choose_method(state: str, method: str) -> tuple[str | None, str | None]:
+    """(method, None) or (None, reason to skip) for a domain in ``state``."""
+    if state == "running":
+        return ("offline" if method == "offline" else "live"), None
+    if state == "shut off":
+        # Nothing runs, so there is no downtime to avoid: offline whatever was asked.
+        return "offline", None
+    return None, f"domain is {state}; shut it down or resume it first"
+
+
+def plan_disks(domains: list[dict[str, t.Any]], default_target: str,
+               overrides: dict[str, t.Any] | None = None,
+               exclude: t.Iterable[str] = (), method: str = "auto",
+               include: t.Iterable[str] = ("*",)) -> list[dict[str, t.Any]]:
+    """One record per disk: ``action`` convert, ok (already there) or skip, with a reason."""
+    if default_target not in FORMATS:
+        raise ValueError(f"target format must be one of {', '.join(FORMATS)}, not {default_target!r}")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
+    overrides = overrides or {}
+    exclude = list(exclude)
+    include = list(include)
+    records = []
+    for domain in domains:
+        name = domain["name"]
+        target = desired_format(name, default_target, overrides)
+        if target not in FORMATS:
+            raise ValueError(f"disk_format_domains[{name!r}].target must be one of {', '.join(FORMATS)}, not {target!r}")
+        pattern = excluded_by(name, exclude)
+        included = excluded_by(name, include) is not None
+        chosen_method, method_problem = choose_method(domain.get("state", ""), method)
+        for disk in domain.get("disks", []):
+            record = {
+                "domain": name,
+                "target": disk.get("target"),
+                "source": disk.get("source"),
+                "source_format": disk.get("driver_type"),
+                "target_format": target,
+                "domain_state": domain.get("state"),
+                "method": None,
+                "dest": None,
+                "action": "skip",
+                "reason": None,
+            }
+            if not included:
+                record["reason"] = "domain matches no pattern of the include list"
+            elif pattern is not None:
+                record["reason"] = f"domain excluded by pattern {pattern!r}"
+            elif not disk.get("convertible"):
+                record["reason"] = disk.get("skip_reason") or "not convertible"
+            elif disk.get("driver_type") == target:
+                record["action"] = "ok"
+                record["reason"] = f"already {target}"
+            elif method_problem:
+                record["reason"] = method_problem
+            else:
+                record.update(action="convert", method=chosen_method,
+                              dest=destination_path(disk["source"], target),
+                              reason=f"{disk.get('driver_type')} -> {target} ({chosen_method})")
+            records.append(with_summary(record))
+    return records
+
+
+def with_summary(record: dict[str, t.Any]) -> dict[str, t.Any]:
+    """One line a person reads in the plan output."""
+    record["summary"] = f"{record['domain']} {record['target']} {record['source']}: {record['action']} ({record['reason']})"
+    return record
+
+
+def mount_of(path: str, mounts: list[dict[str, t.Any]]) -> dict[str, t.Any] | None:
+    """The mount holding ``path``: the longest mount point that is a prefix of it."""
+    best = None
+    for mount in mounts:
+        point = mount["mount"].rstrip("/") or "/"
+        inside = path == point or path.startswith(point if point == "/" else point + "/")
+        if inside and (best is None or len(point) > len(best["mount"].rstrip("/") or "/")):
+            best = mount
+    return best
+
+
+def space_by_mount(needs: list[dict[str, t.Any]], mounts: list[dict[str, t.Any]],
+                   margin_ratio: float = 0.05, margin_bytes: int = 64 << 20) -> list[dict[str, t.Any]]:
+    """Sum the bytes every planned conversion needs on each filesystem together.
+
+    ``needs`` items: ``{"dest": path, "required": bytes}``; ``mounts`` as in the
+    ``ansible_mounts`` fact. A filesystem is short when the sum plus a margin
+    exceeds what it has free.
+    """
+    totals: dict[str, dict[str, t.Any]] = {}
+    for need in needs:
+        mount = mount_of(os.path.dirname(need["dest"]), mounts)
+        key = mount["mount"] if mount else "?"
+        entry = totals.setdefault(key, {
+            "mount": key,
+            "available": mount.get("size_available") if mount else None,
+            "required": 0,
+            "disks": [],
+        })
+        entry["required"] += int(need["required"])
+        entry["disks"].append(need["dest"])
+    for entry in totals.values():
+        entry["required_with_margin"] = int(entry["required"] * (1 + margin_ratio)) + margin_bytes
+        entry["enough"] = entry["available"] is not None and entry["available"] >= entry["required_with_margin"]
+    return sorted(totals.values(), key=lambda entry: entry["mount"])
+
+
+def apply_preflight(records: list[dict[str, t.Any]], results: list[dict[str, t.Any]]) -> list[dict[str, t.Any]]:
+    """Fold the per-disk ``qemu_image_info`` results into the plan.
+
+    A disk whose image could not be read, is unsafe, or fails ``qemu-img check``
+    is skipped with the reason; the others gain their sizes.
+    """
+    by_disk = {(r["item"]["domain"], r["item"]["target"]): r for r in results if "item" in r}
+    merged = []
+    for record in records:
+        record = dict(record)
+        result = by_disk.get((record["domain"], record["target"]))
+        if record["action"] == "convert" and result is not None:
+            record.update(preflight_verdict(result))
+        merged.append(with_summary(record))
+    return merged
+
+
+def preflight_verdict(result: dict[str, t.Any]) -> dict[str, t.Any]:
+    if result.get("failed"):
+        return {"action": "skip", "reason": f"preflight failed: {result.get('msg', 'unknown error')}"}
+    safety = result.get("safety") or {}
+    if not safety.get("safe", False):
+        problems = "; ".join(safety.get("problems") or ["not known to be safe"])
+        return {"action": "skip", "reason": f"unsafe image: {problems}"}
+    check = result.get("check") or {}
+    if check.get("status") not in (None, "clean", "leaks"):
+        return {"action": "skip", "reason": f"qemu-img check found the image {check['status']}"}
+    measure = result.get("measure") or {}
+    return {
+        "virtual_size": result.get("virtual_size"),
+        "source_size": result.get("actual_size"),
+        "required": measure.get("required"),
+    }

@@ -1,0 +1,60 @@
+# Copyright (c) kvm.images contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Graceful power changes of a libvirt domain (private to kvm.images)."""
+
+from __future__ import annotations
+
+import time
+import typing as t
+
+from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImagesError
+
+STATES = ("running", "shutoff")
+
+
+def power_action(current: str, desired: str) -> str | None:
+    """What to do to go from libvirt's state name ``current`` to ``desired``."""
+    if desired not in STATES:
+        raise KvmImagesError(f"state must be one of {', '.join(STATES)}, not {desired!r}")
+    if desired == "running":
+        if current == "running":
+            return None
+        if current == "shut off":
+            return "start"
+        raise KvmImagesError(f"domain is {current}; only a shut-off domain is started here")
+    if current == "shut off":
+        return None
+    return "shutdown"
+
+
+class PowerControl:
+    """Drives one domain; ``domain`` is a libvirt virDomain (the seam tests fake)."""
+
+    def __init__(self, domain: t.Any, *, clock: t.Callable[[], float] = time.monotonic,
+                 sleep: t.Callable[[float], None] = time.sleep, poll_interval: float = 0.2) -> None:
+        self.domain = domain
+        self.clock = clock
+        self.sleep = sleep
+        self.poll_interval = poll_interval
+
+    def start(self) -> None:
+        self.domain.create()
+
+    def shutdown(self, timeout: float, force_off: bool) -> dict[str, t.Any]:
+        """ACPI shutdown, waiting up to ``timeout`` s; power off only when allowed."""
+        name = self.domain.name()
+        started = self.clock()
+        if self.domain.isActive():
+            self.domain.shutdown()
+        while self.domain.isActive() and self.clock() - started < timeout:
+            self.sleep(self.poll_interval)
+        if not self.domain.isActive():
+            return {"forced": False, "duration_s": round(self.clock() - started, 2)}
+        if not force_off:
+            raise KvmImagesError(
+                f"domain {name} did not shut down within {timeout:g} s after an ACPI shutdown request;"
+                " it is still running and nothing was changed (set force_off to power it off)",
+                domain=name, timeout=timeout)
+        self.domain.destroy()
+        return {"forced": True, "duration_s": round(self.clock() - started, 2)}

@@ -1,0 +1,170 @@
+# Copyright (c) kvm.images contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.kvm.images.plugins.module_utils.disk_plan import (
+    destination_path,
+    mount_of,
+    plan_disks,
+    space_by_mount,
+)
+
+
+def disk(target="vda", source="/images/a.raw", fmt="raw", convertible=True, skip_reason=None):
+    return {"target": target, "source": source, "driver_type": fmt,
+            "convertible": convertible, "skip_reason": skip_reason}
+
+
+def domain(name="web01", state="running", disks=None):
+    return {"name": name, "state": state, "disks": disks if disks is not None else [disk()]}
+
+
+@pytest.mark.parametrize("source, fmt, expected", [
+    ("/i/web.raw", "qcow2", "/i/web.qcow2"),
+    ("/i/web.img", "qcow2", "/i/web.qcow2"),
+    ("/i/web.qcow2", "raw", "/i/web.raw"),
+    ("/i/web", "qcow2", "/i/web.qcow2"),
+    ("/i/web.disk0", "qcow2", "/i/web.disk0.qcow2"),
+    ("/i/web.qcow2", "qcow2", "/i/web-qcow2.qcow2"),
+    ("/i/a b é.raw", "qcow2", "/i/a b é.qcow2"),
+], ids=["raw", "img", "to-raw", "no-ext", "unknown-ext", "same-name", "unicode"])
+def test_destination_path(source, fmt, expected):
+    assert destination_path(source, fmt) == expected
+
+
+def test_destination_never_equals_source():
+    for source in ("/i/x.qcow2", "/i/x.raw"):
+        for fmt in ("raw", "qcow2"):
+            assert destination_path(source, fmt) != source
+
+
+def test_running_raw_disk_goes_live():
+    [record] = plan_disks([domain()], "qcow2")
+    assert record["action"] == "convert"
+    assert record["method"] == "live"
+    assert record["dest"] == "/images/a.qcow2"
+    assert record["reason"] == "raw -> qcow2 (live)"
+
+
+def test_offline_method_for_running_domain():
+    [record] = plan_disks([domain()], "qcow2", method="offline")
+    assert (record["action"], record["method"]) == ("convert", "offline")
+
+
+def test_shut_off_domain_is_converted_offline_even_when_live_asked():
+    [record] = plan_disks([domain(state="shut off")], "qcow2", method="live")
+    assert (record["action"], record["method"]) == ("convert", "offline")
+
+
+@pytest.mark.parametrize("state", ["paused", "pmsuspended", "crashed"])
+def test_other_states_are_skipped_with_reason(state):
+    [record] = plan_disks([domain(state=state)], "qcow2")
+    assert record["action"] == "skip"
+    assert state in record["reason"]
+
+
+def test_already_in_format_is_ok_not_convert():
+    [record] = plan_disks([domain(disks=[disk(fmt="qcow2", source="/i/a.qcow2")])], "qcow2")
+    assert (record["action"], record["reason"]) == ("ok", "already qcow2")
+
+
+def test_unconvertible_disk_keeps_its_reason():
+    cdrom = disk(target="sda", source="/i/x.iso", convertible=False, skip_reason="cdrom")
+    [record] = plan_disks([domain(disks=[cdrom])], "qcow2")
+    assert (record["action"], record["reason"]) == ("skip", "cdrom")
+
+
+def test_override_pins_domain_to_raw():
+    domains = [domain("web01"), domain("db01")]
+    records = plan_disks(domains, "qcow2", {"db01": {"target": "raw"}})
+    by_domain = {r["domain"]: r for r in records}
+    assert by_domain["web01"]["action"] == "convert"
+    assert by_domain["db01"]["action"] == "ok"
+    assert by_domain["db01"]["target_format"] == "raw"
+
+
+def test_exclusion_pattern_wins():
+    [record] = plan_disks([domain("test-1")], "qcow2", exclude=["prod-*", "test-*"])
+    assert record["action"] == "skip"
+    assert record["reason"] == "domain excluded by pattern 'test-*'"
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"default_target": "vmdk"},
+    {"default_target": "qcow2", "method": "fast"},
+    {"default_target": "qcow2", "overrides": {"web01": {"target": "vdi"}}},
+], ids=["bad-target", "bad-method", "bad-override"])
+def test_invalid_settings_raise(kwargs):
+    with pytest.raises(ValueError):
+        plan_disks([domain()], **kwargs)
+
+
+MOUNTS = [
+    {"mount": "/", "size_available": 10 << 30},
+    {"mount": "/var/lib/libvirt", "size_available": 1 << 30},
+    {"mount": "/var/lib/libvirt/images2", "size_available": 5 << 30},
+]
+
+
+@pytest.mark.parametrize("path, mount", [
+    ("/var/lib/libvirt/images/a.qcow2", "/var/lib/libvirt"),
+    ("/var/lib/libvirt/images2/a.qcow2", "/var/lib/libvirt/images2"),
+    ("/var/lib/libvirt2/a.qcow2", "/"),
+    ("/srv/a.qcow2", "/"),
+], ids=["nested", "deeper-mount", "prefix-not-dir", "root"])
+def test_mount_of(path, mount):
+    assert mount_of(path, MOUNTS)["mount"] == mount
+
+
+def test_space_is_summed_per_filesystem():
+    needs = [
+        {"dest": "/var/lib/libvirt/images/a.qcow2", "required": 600 << 20},
+        {"dest": "/var/lib/libvirt/images/b.qcow2", "required": 600 << 20},
+        {"dest": "/srv/c.qcow2", "required": 1 << 30},
+    ]
+    result = {entry["mount"]: entry for entry in space_by_mount(needs, MOUNTS)}
+    # Each disk alone fits in the 1 GiB of /var/lib/libvirt; both together do not.
+    assert result["/var/lib/libvirt"]["required"] == 1200 << 20
+    assert result["/var/lib/libvirt"]["enough"] is False
+    assert result["/"]["enough"] is True
+    assert len(result["/var/lib/libvirt"]["disks"]) == 2
+
+
+def preflight_result(record, **fields):
+    return {"item": record, "failed": False, **fields}
+
+
+SAFE = {"safe": True, "problems": []}
+
+
+@pytest.mark.parametrize("fields, action, reason_part", [
+    ({"safety": SAFE, "check": {"status": "clean"}, "measure": {"required": 5}, "virtual_size": 9, "actual_size": 7},
+     "convert", None),
+    ({"safety": SAFE, "check": {"status": "leaks"}, "measure": {"required": 5}}, "convert", None),
+    ({"safety": {"safe": False, "problems": ["header says qcow2, declared raw"]}}, "skip", "header says qcow2"),
+    ({"safety": SAFE, "check": {"status": "corrupt"}}, "skip", "check found the image corrupt"),
+    ({"failed": True, "msg": "Permission denied"}, "skip", "preflight failed: Permission denied"),
+    ({}, "skip", "unsafe image"),
+], ids=["clean", "leaks-only", "unsafe", "corrupt", "failed", "no-verdict"])
+def test_apply_preflight(fields, action, reason_part):
+    from ansible_collections.kvm.images.plugins.module_utils.disk_plan import apply_preflight
+    [record] = plan_disks([domain()], "qcow2")
+    [merged] = apply_preflight([record], [preflight_result(record, **fields)])
+    assert merged["action"] == action
+    if reason_part:
+        assert reason_part in merged["reason"]
+    else:
+        assert merged["required"] == 5
+    assert record["action"] == "convert", "the input plan is not modified"
+
+
+def test_include_list_limits_the_domains():
+    records = plan_disks([domain("demo-web01"), domain("prod-db")], "qcow2", include=["demo-*"])
+    by_domain = {r["domain"]: r for r in records}
+    assert by_domain["demo-web01"]["action"] == "convert"
+    assert by_domain["prod-db"]["action"] == "skip"
+    assert by_domain["prod-db"]["reason"] == "domain matches no pattern of the include list"
