@@ -13,7 +13,7 @@ apt_packages=(
   qemu-utils qemu-system-x86
   libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients libvirt-dev pkg-config
   linux-image-cloud-amd64 busybox-static cpio gzip
-  fio e2fsprogs util-linux xorriso shellcheck rsync
+  fio e2fsprogs util-linux xorriso shellcheck rsync chromium
 )
 
 log() { printf '==> %s\n' "$*"; }

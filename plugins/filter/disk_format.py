@@ -8,7 +8,14 @@ import typing as t
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.kvm.images.plugins.module_utils.disk_plan import apply_preflight, plan_disks, space_by_mount
+from ansible_collections.kvm.images.plugins.module_utils.disk_plan import (
+    apply_preflight,
+    outcome_records,
+    plan_disks,
+    report_records,
+    rollback_plan,
+    space_by_mount,
+)
 
 
 def disk_format_plan(domains: list[dict[str, t.Any]], target: str, overrides: dict[str, t.Any] | None = None,
@@ -36,10 +43,38 @@ def disk_format_preflight(records: list[dict[str, t.Any]], results: list[dict[st
         raise AnsibleFilterError(f"disk_format_preflight: {exc}") from exc
 
 
+def disk_format_rollback_plan(records: list[dict[str, t.Any]], domains: list[dict[str, t.Any]],
+                              method: str = "auto", include: list[str] | None = None,
+                              exclude: list[str] | None = None) -> list[dict[str, t.Any]]:
+    try:
+        return rollback_plan(records, domains, method, ["*"] if include is None else include, exclude or [])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise AnsibleFilterError(f"disk_format_rollback_plan: {exc}") from exc
+
+
+def disk_format_outcomes(disks: list[dict[str, t.Any]], task_results: list[dict[str, t.Any]], host: str,
+                         downtime_s: float | None = None, running: bool = False) -> list[dict[str, t.Any]]:
+    try:
+        return outcome_records(disks, task_results, host, downtime_s, running)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise AnsibleFilterError(f"disk_format_outcomes: {exc}") from exc
+
+
+def disk_format_report_records(results: list[dict[str, t.Any]], plan: list[dict[str, t.Any]],
+                               host: str) -> list[dict[str, t.Any]]:
+    try:
+        return report_records(results, plan, host)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise AnsibleFilterError(f"disk_format_report_records: {exc}") from exc
+
+
 class FilterModule:
     def filters(self) -> dict[str, t.Callable[..., t.Any]]:
         return {
             "disk_format_plan": disk_format_plan,
             "disk_format_space": disk_format_space,
             "disk_format_preflight": disk_format_preflight,
+            "disk_format_rollback_plan": disk_format_rollback_plan,
+            "disk_format_outcomes": disk_format_outcomes,
+            "disk_format_report_records": disk_format_report_records,
         }

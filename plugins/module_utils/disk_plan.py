@@ -180,3 +180,78 @@ def preflight_verdict(result: dict[str, t.Any]) -> dict[str, t.Any]:
         "source_size": result.get("actual_size"),
         "required": measure.get("required"),
     }
+
+
+def rollback_plan(records: list[dict[str, t.Any]], domains: list[dict[str, t.Any]],
+                  method: str = "auto", include: t.Iterable[str] = ("*",),
+                  exclude: t.Iterable[str] = ()) -> list[dict[str, t.Any]]:
+    """Plan the way back for disks an earlier run converted.
+
+    The kept original is stale as soon as the guest has written to the new image,
+    so the way back is a fresh conversion of the image the domain uses now into
+    the original format, at the original path. A disk that no longer uses the
+    image the earlier run made is left alone.
+    """
+    disks_now = {(d["name"], disk.get("target")): (d, disk) for d in domains for disk in d.get("disks", [])}
+    plan = []
+    for done in records:
+        record = {
+            "domain": done["domain"], "target": done["target"], "source": done.get("dest"),
+            "source_format": done.get("target_format"), "target_format": done.get("source_format"),
+            "domain_state": None, "method": None, "dest": done.get("source"), "action": "skip",
+            "reason": None, "replaces_stale_original": False,
+        }
+        found = disks_now.get((done["domain"], done["target"]))
+        if excluded_by(done["domain"], include) is None or excluded_by(done["domain"], exclude) is not None:
+            record["reason"] = "domain not selected by the include and exclude patterns"
+        elif found is None:
+            record["reason"] = "domain or disk no longer defined"
+        else:
+            domain, disk = found
+            record["domain_state"] = domain.get("state")
+            chosen_method, method_problem = choose_method(domain.get("state", ""), method)
+            if (disk.get("source"), disk.get("driver_type")) != (done.get("dest"), done.get("target_format")):
+                record["reason"] = (f"disk now uses {disk.get('source')} ({disk.get('driver_type')}), not the image"
+                                    f" the earlier run made; left alone")
+            elif method_problem:
+                record["reason"] = method_problem
+            else:
+                record.update(action="convert", method=chosen_method, replaces_stale_original=True,
+                              reason=f"rollback {done.get('target_format')} -> {done.get('source_format')}"
+                                     f" at the original path ({chosen_method})")
+        plan.append(with_summary(record))
+    return plan
+
+
+def outcome_records(disks: list[dict[str, t.Any]], task_results: list[dict[str, t.Any]], host: str,
+                    downtime_s: float | None = None, running: bool = False) -> list[dict[str, t.Any]]:
+    """One result record per converted disk: its plan record plus what the task measured.
+
+    ``task_results`` are the looped results of the converting module, in the
+    order of ``disks``. A live copy reports its own pause (``max_pause_s``); an
+    offline conversion is given the domain's downtime.
+    """
+    if len(disks) != len(task_results):
+        raise ValueError(f"{len(disks)} disks but {len(task_results)} results")
+    records = []
+    for disk, result in zip(disks, task_results):
+        record = dict(disk)
+        record.update(
+            host=host,
+            status="converted",
+            dest_size=result.get("dest_actual_size"),
+            source_size=result.get("src_actual_size", disk.get("source_size")),
+            duration_s=result.get("duration_s"),
+            downtime_s=result.get("max_pause_s", downtime_s),
+            verified=bool(result.get("verified")),
+            running=running,
+        )
+        records.append(record)
+    return records
+
+
+def report_records(results: list[dict[str, t.Any]], plan: list[dict[str, t.Any]], host: str) -> list[dict[str, t.Any]]:
+    """What was done, then every other planned disk as planned (skipped, already there, or not reached)."""
+    done = {(r["domain"], r["target"]) for r in results}
+    rest = [dict(record, host=host) for record in plan if (record["domain"], record["target"]) not in done]
+    return list(results) + rest

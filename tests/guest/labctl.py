@@ -63,7 +63,7 @@ def disk_xml(disk: dict[str, str], index: int) -> str:
 
 
 def domain_xml(name: str, disks: list[dict[str, str]], serial: str, memory_mib: int,
-               kernel: str, initrd: str) -> str:
+               kernel: str, initrd: str, cmdline_extra: str = "") -> str:
     devices = "".join(disk_xml(disk, index) for index, disk in enumerate(disks))
     return f"""<domain type='qemu'>
   <name>{escape(name)}</name>
@@ -73,7 +73,7 @@ def domain_xml(name: str, disks: list[dict[str, str]], serial: str, memory_mib: 
     <type arch='x86_64' machine='pc'>hvm</type>
     <kernel>{escape(kernel)}</kernel>
     <initrd>{escape(initrd)}</initrd>
-    <cmdline>console=ttyS0 quiet</cmdline>
+    <cmdline>console=ttyS0 quiet {escape(cmdline_extra)}</cmdline>
   </os>
   <features><acpi/></features>
   <on_poweroff>destroy</on_poweroff>
@@ -102,7 +102,8 @@ def lookup(conn: libvirt.virConnect, name: str) -> libvirt.virDomain | None:
 
 def cmd_define(args: argparse.Namespace) -> dict[str, t.Any]:
     disks = [parse_disk_spec(spec) for spec in args.disk]
-    xml = domain_xml(args.name, disks, args.serial, args.memory, args.kernel, args.initrd)
+    xml = domain_xml(args.name, disks, args.serial, args.memory, args.kernel, args.initrd,
+                     "kvmimages.noacpi" if args.ignore_acpi else "")
     with connect(args.uri) as conn:
         if args.transient:
             dom = conn.createXML(xml, 0)
@@ -253,6 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     define.add_argument("--kernel", default=os.path.join(LAB_DIR, "guest", "vmlinuz"))
     define.add_argument("--initrd", default=os.path.join(LAB_DIR, "guest", "initrd.img"))
     define.add_argument("--start", action="store_true")
+    define.add_argument("--ignore-acpi", action="store_true", help="a guest that ignores ACPI shutdown")
     define.add_argument("--transient", action="store_true", help="create a running transient domain")
     define.set_defaults(func=cmd_define)
 

@@ -168,3 +168,71 @@ def test_include_list_limits_the_domains():
     assert by_domain["demo-web01"]["action"] == "convert"
     assert by_domain["prod-db"]["action"] == "skip"
     assert by_domain["prod-db"]["reason"] == "domain matches no pattern of the include list"
+
+
+def converted_record(domain_name="web01", target="vda"):
+    return {"domain": domain_name, "target": target, "source": "/images/a.raw", "source_format": "raw",
+            "dest": "/images/a.qcow2", "target_format": "qcow2", "status": "converted"}
+
+
+def test_rollback_converts_the_current_image_back_to_the_original_path():
+    from ansible_collections.kvm.images.plugins.module_utils.disk_plan import rollback_plan
+    now = [domain(disks=[disk(source="/images/a.qcow2", fmt="qcow2")])]
+    [record] = rollback_plan([converted_record()], now)
+    assert record["action"] == "convert"
+    assert (record["source"], record["source_format"]) == ("/images/a.qcow2", "qcow2")
+    assert (record["dest"], record["target_format"]) == ("/images/a.raw", "raw")
+    assert record["replaces_stale_original"] is True
+    assert record["method"] == "live"
+
+
+@pytest.mark.parametrize("now, reason_part", [
+    ([], "no longer defined"),
+    ([domain(disks=[disk(source="/elsewhere/b.qcow2", fmt="qcow2")])], "left alone"),
+    ([domain(disks=[disk(source="/images/a.qcow2", fmt="raw")])], "left alone"),
+    ([domain(state="paused", disks=[disk(source="/images/a.qcow2", fmt="qcow2")])], "paused"),
+], ids=["undefined", "other-source", "other-format", "paused"])
+def test_rollback_leaves_disks_it_cannot_vouch_for(now, reason_part):
+    from ansible_collections.kvm.images.plugins.module_utils.disk_plan import rollback_plan
+    [record] = rollback_plan([converted_record()], now)
+    assert record["action"] == "skip"
+    assert reason_part in record["reason"]
+    assert record["replaces_stale_original"] is False
+
+
+def test_rollback_respects_include_and_exclude():
+    from ansible_collections.kvm.images.plugins.module_utils.disk_plan import rollback_plan
+    now = [domain(disks=[disk(source="/images/a.qcow2", fmt="qcow2")])]
+    for kwargs in ({"include": ["db*"]}, {"exclude": ["web*"]}):
+        [record] = rollback_plan([converted_record()], now, **kwargs)
+        assert record["action"] == "skip"
+        assert record["reason"] == "domain not selected by the include and exclude patterns"
+
+
+def test_outcome_records_take_sizes_and_pause_from_the_module():
+    from ansible_collections.kvm.images.plugins.module_utils.disk_plan import outcome_records
+    [planned] = plan_disks([domain()], "qcow2")
+    live = {"dest_actual_size": 10, "src_actual_size": 30, "duration_s": 1.5, "verified": True, "max_pause_s": 0.1}
+    [record] = outcome_records([planned], [live], "hv1", downtime_s=None, running=True)
+    assert (record["host"], record["status"], record["dest_size"], record["source_size"]) == ("hv1", "converted", 10, 30)
+    assert record["downtime_s"] == 0.1
+    assert record["verified"] is True
+    offline = {"dest_actual_size": 10, "duration_s": 1.5, "verified": False}
+    [record] = outcome_records([planned], [offline], "hv1", downtime_s=7.0)
+    assert record["downtime_s"] == 7.0
+    assert record["verified"] is False
+
+
+def test_outcome_records_refuse_mismatched_lengths():
+    from ansible_collections.kvm.images.plugins.module_utils.disk_plan import outcome_records
+    with pytest.raises(ValueError):
+        outcome_records(plan_disks([domain()], "qcow2"), [], "hv1")
+
+
+def test_report_records_list_every_disk_once():
+    from ansible_collections.kvm.images.plugins.module_utils.disk_plan import report_records
+    plan = plan_disks([domain(disks=[disk("vda"), disk("vdb", source="/images/b.raw")])], "qcow2")
+    done = [dict(plan[0], host="hv1", status="converted")]
+    records = report_records(done, plan, "hv1")
+    assert [(r["target"], r.get("status")) for r in records] == [("vda", "converted"), ("vdb", None)]
+    assert all(r["host"] == "hv1" for r in records)
