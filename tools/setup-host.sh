@@ -14,6 +14,7 @@ apt_packages=(
   libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients libvirt-dev pkg-config
   linux-image-cloud-amd64 busybox-static cpio gzip
   fio e2fsprogs util-linux xorriso shellcheck rsync chromium
+  openssh-server openssh-client python3-libvirt python3-lxml
 )
 
 log() { printf '==> %s\n' "$*"; }

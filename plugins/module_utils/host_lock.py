@@ -1,0 +1,89 @@
+# Copyright (c) kvm.images contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""A lock file that keeps two runs from converting disks on one hypervisor at once (private to kvm.images)."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import time
+import typing as t
+
+from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImagesError
+
+
+def read_holder(path: str) -> dict[str, t.Any] | None:
+    """The lock's content, None when there is no lock; an unreadable lock counts as held."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            holder = json.load(handle)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return {"owner": "unknown (unreadable lock file)", "since": os.stat(path).st_mtime}
+    return holder if isinstance(holder, dict) else {"owner": "unknown", "since": 0}
+
+
+def try_create(path: str, owner: str, now: float) -> bool:
+    """Create the lock atomically; False when it exists."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        if exc.errno == errno.EEXIST:
+            return False
+        raise KvmImagesError(f"cannot create the lock {path}: {exc.strerror}", path=path) from exc
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump({"owner": owner, "since": now, "pid": os.getpid()}, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return True
+
+
+class HostLock:
+    def __init__(self, path: str, owner: str, *, clock: t.Callable[[], float] = time.time,
+                 sleep: t.Callable[[float], None] = time.sleep, poll_interval: float = 1.0) -> None:
+        self.path = path
+        self.owner = owner
+        self.clock = clock
+        self.sleep = sleep
+        self.poll_interval = poll_interval
+
+    def acquire(self, wait_timeout: float, stale_after: float) -> dict[str, t.Any]:
+        """Take the lock, waiting up to ``wait_timeout`` s for another run to release it.
+
+        A lock older than ``stale_after`` s is taken over: its run was killed
+        before it could release it (an async timeout or a kill -9 runs no cleanup).
+        """
+        started = self.clock()
+        while True:
+            holder = read_holder(self.path)
+            if holder is not None and holder.get("owner") == self.owner:
+                return {"changed": False, "taken_over": None}
+            if holder is None:
+                if try_create(self.path, self.owner, self.clock()):
+                    return {"changed": True, "taken_over": None}
+                continue
+            age = self.clock() - float(holder.get("since", 0))
+            if age > stale_after:
+                os.unlink(self.path)
+                if try_create(self.path, self.owner, self.clock()):
+                    return {"changed": True, "taken_over": holder}
+                continue
+            if self.clock() - started >= wait_timeout:
+                raise KvmImagesError(
+                    f"another run ({holder.get('owner')}, for {age:.0f} s) holds the lock {self.path};"
+                    f" waited {wait_timeout:g} s and changed nothing. If that run is dead, remove {self.path}.",
+                    path=self.path, holder=holder)
+            self.sleep(self.poll_interval)
+
+    def release(self) -> dict[str, t.Any]:
+        holder = read_holder(self.path)
+        if holder is None:
+            return {"changed": False}
+        if holder.get("owner") != self.owner:
+            raise KvmImagesError(f"the lock {self.path} is held by {holder.get('owner')}, not by this run;"
+                                 " left in place", path=self.path, holder=holder)
+        os.unlink(self.path)
+        return {"changed": True}

@@ -1,0 +1,110 @@
+#!/usr/bin/python
+# Copyright (c) kvm.images contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: host_lock
+short_description: Keep two runs from converting disks on one hypervisor at once
+version_added: 0.1.0
+description:
+  - Takes or releases a lock file on the hypervisor. A second run waits up to O(wait_timeout) seconds
+    for the first to release it, then fails having changed nothing.
+  - A lock older than O(stale_after) seconds is taken over, since its run was killed before it could
+    release it (an C(async) timeout or a killed C(ansible-playbook) runs no cleanup).
+author: kvm.images contributors (@kvm-images)
+extends_documentation_fragment:
+  - kvm.images.attributes
+attributes:
+  check_mode:
+    support: full
+    details:
+      - In check mode the lock is only read, and the module fails when another run holds it.
+  diff_mode:
+    support: none
+  idempotent:
+    support: full
+options:
+  path:
+    description: The lock file. Its directory must exist.
+    type: path
+    required: true
+  owner:
+    description: Who holds the lock; the same owner taking it again is no change.
+    type: str
+    required: true
+  state:
+    description: Take (V(acquired)) or give back (V(released)) the lock.
+    type: str
+    choices: [acquired, released]
+    default: acquired
+  wait_timeout:
+    description: Seconds to wait for another run's lock.
+    type: int
+    default: 0
+  stale_after:
+    description: Age in seconds after which a lock is considered left behind by a killed run.
+    type: int
+    default: 21600
+"""
+
+EXAMPLES = r"""
+- name: One run at a time on this hypervisor
+  kvm.images.host_lock:
+    path: /var/lib/kvm-images/lock
+    owner: "{{ run_id }}"
+    wait_timeout: 600
+
+- name: Give the lock back
+  kvm.images.host_lock:
+    path: /var/lib/kvm-images/lock
+    owner: "{{ run_id }}"
+    state: released
+"""
+
+RETURN = r"""
+taken_over:
+  description: The content of a stale lock that was taken over, if any.
+  returned: success
+  type: dict
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImagesError
+from ansible_collections.kvm.images.plugins.module_utils.host_lock import HostLock, read_holder
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=dict(
+            path=dict(type="path", required=True),
+            owner=dict(type="str", required=True),
+            state=dict(type="str", default="acquired", choices=["acquired", "released"]),
+            wait_timeout=dict(type="int", default=0),
+            stale_after=dict(type="int", default=21600),
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+    lock = HostLock(params["path"], params["owner"])
+    try:
+        if module.check_mode:
+            holder = read_holder(params["path"])
+            mine = holder is not None and holder.get("owner") == params["owner"]
+            if params["state"] == "acquired" and holder is not None and not mine:
+                raise KvmImagesError(f"another run ({holder.get('owner')}) holds the lock {params['path']}",
+                                     path=params["path"], holder=holder)
+            changed = (holder is None) if params["state"] == "acquired" else mine
+            module.exit_json(changed=changed, taken_over=None)
+        if params["state"] == "acquired":
+            module.exit_json(**lock.acquire(params["wait_timeout"], params["stale_after"]))
+        module.exit_json(**lock.release(), taken_over=None)
+    except KvmImagesError as exc:
+        module.fail_json(**exc.fail_json_kwargs())
+
+
+if __name__ == "__main__":
+    main()

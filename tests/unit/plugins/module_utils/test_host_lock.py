@@ -1,0 +1,97 @@
+# Copyright (c) kvm.images contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+
+import pytest
+
+from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImagesError
+from ansible_collections.kvm.images.plugins.module_utils.host_lock import HostLock, try_create
+
+
+class FakeClock:
+    def __init__(self, now=1000.0):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.now += seconds
+
+
+def test_acquire_release_and_idempotence(tmp_path):
+    path = str(tmp_path / "lock")
+    lock = HostLock(path, "run-a")
+    assert lock.acquire(0, 3600)["changed"] is True
+    assert json.loads((tmp_path / "lock").read_text())["owner"] == "run-a"
+    assert lock.acquire(0, 3600)["changed"] is False
+    assert lock.release()["changed"] is True
+    assert not (tmp_path / "lock").exists()
+    assert lock.release()["changed"] is False
+
+
+def test_second_run_waits_then_fails_without_touching_the_lock(tmp_path):
+    path = str(tmp_path / "lock")
+    clock = FakeClock()
+    HostLock(path, "run-a", clock=clock).acquire(0, 3600)
+    second = HostLock(path, "run-b", clock=clock, sleep=clock.sleep)
+    with pytest.raises(KvmImagesError) as caught:
+        second.acquire(wait_timeout=30, stale_after=3600)
+    assert "another run (run-a" in caught.value.msg
+    assert "waited 30 s and changed nothing" in caught.value.msg
+    assert clock.now >= 1030
+    assert json.loads((tmp_path / "lock").read_text())["owner"] == "run-a"
+
+
+def test_second_run_gets_the_lock_once_released(tmp_path):
+    path = str(tmp_path / "lock")
+    first = HostLock(path, "run-a")
+    first.acquire(0, 3600)
+    clock = FakeClock()
+
+    def sleep_and_release(seconds):
+        clock.sleep(seconds)
+        first.release()
+
+    second = HostLock(path, "run-b", clock=clock, sleep=sleep_and_release)
+    assert second.acquire(wait_timeout=30, stale_after=3600)["changed"] is True
+
+
+def test_stale_lock_is_taken_over(tmp_path):
+    path = str(tmp_path / "lock")
+    clock = FakeClock(now=1000.0)
+    HostLock(path, "killed-run", clock=clock).acquire(0, 3600)
+    clock.now += 7200
+    result = HostLock(path, "run-b", clock=clock).acquire(0, stale_after=3600)
+    assert result["taken_over"]["owner"] == "killed-run"
+    assert json.loads((tmp_path / "lock").read_text())["owner"] == "run-b"
+
+
+def test_release_refuses_someone_elses_lock(tmp_path):
+    path = str(tmp_path / "lock")
+    HostLock(path, "run-a").acquire(0, 3600)
+    with pytest.raises(KvmImagesError, match="held by run-a"):
+        HostLock(path, "run-b").release()
+    assert (tmp_path / "lock").exists()
+
+
+def _race(path, owner, results):
+    results.put((owner, try_create(path, owner, 0.0)))
+
+
+def test_exactly_one_of_many_processes_creates_the_lock(tmp_path):
+    path = str(tmp_path / "lock")
+    results = multiprocessing.Queue()
+    procs = [multiprocessing.Process(target=_race, args=(path, f"run-{i}", results)) for i in range(8)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join()
+    won = [owner for owner, created in (results.get() for _ in procs) if created]
+    assert len(won) == 1
+    assert json.loads((tmp_path / "lock").read_text())["owner"] == won[0]
