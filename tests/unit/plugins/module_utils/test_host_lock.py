@@ -92,6 +92,7 @@ def test_exactly_one_of_many_processes_creates_the_lock(tmp_path):
         proc.start()
     for proc in procs:
         proc.join()
-    won = [owner for owner, created in (results.get() for _ in procs) if created]
+    outcomes = [results.get() for proc in procs]
+    won = [owner for owner, created in outcomes if created]
     assert len(won) == 1
     assert json.loads((tmp_path / "lock").read_text())["owner"] == won[0]

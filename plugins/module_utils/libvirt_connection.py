@@ -1,0 +1,98 @@
+# Copyright (c) kvm.images contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""One libvirt connection helper for every module (private to kvm.images)."""
+
+from __future__ import annotations
+
+import traceback
+import typing as t
+
+from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImagesError
+
+try:
+    import libvirt
+except ImportError:
+    HAS_LIBVIRT = False
+    LIBVIRT_IMPORT_ERROR: str | None = traceback.format_exc()
+else:
+    HAS_LIBVIRT = True
+    LIBVIRT_IMPORT_ERROR = None
+
+    def _quiet(_context: object, _error: object) -> None:
+        """libvirt prints every error to stderr by default; ours go into msg."""
+
+    libvirt.registerErrorHandler(_quiet, None)
+
+# virDomainState values; kept here so the names work without libvirt loaded.
+STATE_NAMES = {
+    0: "no state",
+    1: "running",
+    2: "blocked",
+    3: "paused",
+    4: "shutting down",
+    5: "shut off",
+    6: "crashed",
+    7: "pmsuspended",
+}
+
+
+def libvirt_call(what: str, func: t.Callable[..., t.Any], *args: t.Any, **kwargs: t.Any) -> t.Any:
+    """Call ``func``; a libvirtError becomes a KvmImagesError saying ``what`` failed and libvirt's reason."""
+    try:
+        return func(*args, **kwargs)
+    except libvirt.libvirtError as exc:
+        raise KvmImagesError(f"{what}: {exc.get_error_message()}", libvirt_code=exc.get_error_code()) from exc
+
+
+class LibvirtConnection:
+    """``with LibvirtConnection(uri) as connection: connection.domain(name)``."""
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+        self.conn: t.Any = None
+
+    def __enter__(self) -> LibvirtConnection:
+        try:
+            self.conn = libvirt.open(self.uri)
+        except libvirt.libvirtError as exc:
+            raise KvmImagesError(f"cannot connect to libvirt at {self.uri}: {exc.get_error_message()}",
+                                 uri=self.uri) from exc
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.conn is not None:
+            try:
+                self.conn.close()
+            except libvirt.libvirtError:
+                pass
+            self.conn = None
+
+    def domain(self, name: str) -> t.Any:
+        try:
+            return self.conn.lookupByName(name)
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                raise KvmImagesError(f"domain {name} not found on {self.uri}", domain=name, uri=self.uri) from exc
+            raise KvmImagesError(f"cannot look up domain {name} on {self.uri}: {exc.get_error_message()}",
+                                 domain=name, uri=self.uri) from exc
+
+    def domains(self) -> list[t.Any]:
+        """Every domain, running or not, in one call."""
+        return libvirt_call(f"cannot list the domains on {self.uri}", self.conn.listAllDomains, 0)
+
+
+def inactive_xml(dom: t.Any) -> str:
+    """The persistent definition, secrets included, as ``virsh dumpxml --inactive --security-info``."""
+    return libvirt_call(f"cannot read the definition of {dom.name()}", dom.XMLDesc,
+                        libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE)
+
+
+def live_xml(dom: t.Any) -> str:
+    return libvirt_call(f"cannot read the live definition of {dom.name()}", dom.XMLDesc,
+                        libvirt.VIR_DOMAIN_XML_SECURE)
+
+
+def state_name(dom: t.Any) -> str:
+    state, _reason = libvirt_call(f"cannot read the state of {dom.name()}", dom.state)
+    return STATE_NAMES.get(state, f"unknown ({state})")
