@@ -115,6 +115,11 @@ def inspect_qcow(data: bytes, file_size: int, reader: Reader | None, report: Hea
         report.problems.append(f"invalid qcow2 cluster size (2^{report.cluster_bits} bytes)")
     if report.virtual_size > MAX_VIRTUAL_SIZE:
         report.problems.append(f"absurd qcow2 virtual size ({report.virtual_size} bytes)")
+    l1_end = _u64(data, 40) + 8 * _u32(data, 36)
+    refcount_end = _u64(data, 48) + (_u32(data, 56) << min(report.cluster_bits, 21))
+    if max(l1_end, refcount_end) > file_size:
+        report.problems.append(f"truncated qcow2 image: its tables end at byte {max(l1_end, refcount_end)},"
+                               f" the file at {file_size}")
     header_length = 72
     if version == 3:
         if len(data) < 104:

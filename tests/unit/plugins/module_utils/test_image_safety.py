@@ -123,9 +123,11 @@ def test_data_file_bit_without_a_name_is_still_refused():
     (qcow2_header(header_length=1 << 20), "invalid qcow2 header length 1048576"),
     (qcow2_header()[:40], "truncated qcow2 header (40 bytes)"),
     (qcow2_header(version=1), "qcow version 1 image (obsolete format)"),
-], ids=["unknown-bit", "corrupt", "version", "cluster-bits", "huge", "header-length", "truncated", "qcow1"])
+    (qcow2_header(), "truncated qcow2 image: its tables end at byte 196608, the file at 150000"),
+], ids=["unknown-bit", "corrupt", "version", "cluster-bits", "huge", "header-length", "truncated", "qcow1",
+        "tables-past-end"])
 def test_header_problems(header, problem):
-    report = inspect_bytes(header, 1 << 20)
+    report = inspect_bytes(header, 150000 if "tables" in problem else 1 << 20)
     assert problem in report.problems
     assert problem in safety_problems(report, report.detected_format)
 

@@ -1,0 +1,211 @@
+#!/usr/bin/python
+# Copyright (c) kvm.images contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: qemu_image_info
+short_description: Facts about one disk image, without trusting it
+version_added: 0.1.0
+description:
+  - Reads the image's header itself first (qcow2 v2 and v3 with its extensions, raw, ISO 9660, VMDK,
+    VHD/VHDX, VDI, LUKS, QED) and says whether it is safe to hand to qemu-img with its declared format.
+  - Only a safe image is then examined with C(qemu-img info), and optionally C(check) and C(measure),
+    always with the format given explicitly and under resource limits.
+  - Nothing the image names (backing file, data file, VMDK extent) is ever opened.
+  - An image in use by a running guest is reported with RV(in_use=true) rather than as a failure.
+author: kvm.images contributors (@kvm-images)
+extends_documentation_fragment:
+  - kvm.images.attributes
+  - kvm.images.attributes.INFO_MODULE
+  - kvm.images.qemu_img
+options:
+  path:
+    description: Absolute path of the image.
+    type: path
+    required: true
+  format:
+    description:
+      - The declared format, as the domain definition says it. It is passed to qemu-img with C(-f).
+      - When omitted, the format found in the header is used, and still passed explicitly.
+    type: str
+    choices: [raw, qcow2, qcow, vmdk, vdi, vhdx, vpc, qed, luks]
+  backing_chain:
+    description: Return the whole backing chain as qemu-img sees it (only for safe images).
+    type: bool
+    default: false
+  check:
+    description: Run C(qemu-img check) and return its verdict in RV(check).
+    type: bool
+    default: false
+  measure_format:
+    description: Return in RV(measure) what a conversion to this format needs.
+    type: str
+    choices: [raw, qcow2]
+  force_share:
+    description:
+      - Read an image in use with C(-U) (metadata only). Without it, an image in use is reported with
+        RV(in_use=true) and the facts only qemu-img can tell stay null.
+    type: bool
+    default: false
+  allowed_backing_dirs:
+    description:
+      - Directories a backing file may lie in. A backing file elsewhere makes the image unsafe.
+      - When omitted, the image's own directory.
+    type: list
+    elements: path
+"""
+
+EXAMPLES = r"""
+- name: Facts about a guest's disk, as its definition declares it
+  kvm.images.qemu_image_info:
+    path: /var/lib/libvirt/images/web01.img
+    format: raw
+    check: true
+    measure_format: qcow2
+  register: web01_disk
+
+- name: Refuse what the guest may have forged
+  ansible.builtin.assert:
+    that: web01_disk.safety.safe
+    fail_msg: "{{ web01_disk.safety.problems | join('; ') }}"
+"""
+
+RETURN = r"""
+path:
+  description: The image's path.
+  returned: always
+  type: str
+exists:
+  description: Whether the path exists. A missing path is no failure.
+  returned: always
+  type: bool
+format:
+  description: The format qemu-img was told (the declared one, or the detected one when none was declared).
+  returned: always
+  type: str
+  sample: raw
+detected_format:
+  description: The format the header says; V(raw) when it says nothing.
+  returned: when the image exists
+  type: str
+  sample: qcow2
+format_mismatch:
+  description: Whether the declared format differs from the header.
+  returned: when the image exists
+  type: bool
+is_iso:
+  description: Whether the image holds an ISO 9660 file system.
+  returned: when the image exists
+  type: bool
+virtual_size:
+  description: Size the guest sees, in bytes.
+  returned: when the image exists
+  type: int
+actual_size:
+  description: Bytes allocated on the host's file system.
+  returned: when the image exists
+  type: int
+dirty_flag:
+  description: Whether a qcow2 image was not closed cleanly.
+  returned: when the image exists
+  type: bool
+in_use:
+  description: Whether another process (a running guest) holds QEMU's lock on the image.
+  returned: when the image exists
+  type: bool
+cluster_size:
+  description: qcow2 cluster size in bytes.
+  returned: when the image exists
+  type: int
+compat:
+  description: qcow2 compatibility level (V(0.10) or V(1.1)).
+  returned: when the image exists
+  type: str
+lazy_refcounts:
+  description: Whether a qcow2 v3 image uses lazy refcounts.
+  returned: when the image exists
+  type: bool
+compression_type:
+  description: qcow2 compression type (V(zlib) or V(zstd)).
+  returned: when the image exists
+  type: str
+encrypted:
+  description: Whether the image is encrypted.
+  returned: when the image exists
+  type: bool
+backing_file:
+  description: The backing file the header names (never opened by this module unless O(backing_chain) on a safe image).
+  returned: when the image exists
+  type: str
+backing_format:
+  description: The backing file's format the header declares.
+  returned: when the image exists
+  type: str
+backing_chain:
+  description: The backing chain as qemu-img sees it, this image first.
+  returned: when O(backing_chain) and the image is safe
+  type: list
+  elements: dict
+data_file:
+  description: The external data file a qcow2 image names (an empty string when the feature bit is set without a name).
+  returned: when the image exists
+  type: str
+snapshots:
+  description: Internal snapshots (C(id), C(name), C(vm_state_size)).
+  returned: when qemu-img examined the image
+  type: list
+  elements: dict
+check:
+  description:
+    - The verdict of C(qemu-img check) with C(rc), C(status) (V(clean), V(leaks), V(corrupt), V(incomplete),
+      V(unsupported)), C(corruptions), C(leaks), C(check_errors), C(image_end_offset).
+  returned: when O(check) and qemu-img examined the image
+  type: dict
+measure:
+  description: What a conversion to O(measure_format) needs, in bytes (C(required), C(fully_allocated)).
+  returned: when O(measure_format) and qemu-img examined the image
+  type: dict
+safety:
+  description: Whether the image is safe to hand to qemu-img with its declared format (C(safe)), and why not (C(problems)).
+  returned: always
+  type: dict
+  sample: {"safe": false, "problems": ["declared raw, but the image starts with a qcow2 header (a guest can write one into its raw disk)"]}
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImagesError
+from ansible_collections.kvm.images.plugins.module_utils.image_facts import gather
+from ansible_collections.kvm.images.plugins.module_utils.qemu_img import QemuImg
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=dict(
+            path=dict(type="path", required=True),
+            format=dict(type="str", choices=["raw", "qcow2", "qcow", "vmdk", "vdi", "vhdx", "vpc", "qed", "luks"]),
+            backing_chain=dict(type="bool", default=False),
+            check=dict(type="bool", default=False),
+            measure_format=dict(type="str", choices=["raw", "qcow2"]),
+            force_share=dict(type="bool", default=False),
+            allowed_backing_dirs=dict(type="list", elements="path"),
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+    try:
+        facts = gather(QemuImg(module), params["path"], params["format"], backing_chain=params["backing_chain"],
+                       check=params["check"], measure_format=params["measure_format"],
+                       force_share=params["force_share"], allowed_backing_dirs=params["allowed_backing_dirs"])
+    except KvmImagesError as exc:
+        module.fail_json(**exc.fail_json_kwargs())
+    except OSError as exc:
+        module.fail_json(msg=f"cannot read {params['path']}: {exc.strerror}", path=params["path"])
+    module.exit_json(changed=False, **facts)
+
+
+if __name__ == "__main__":
+    main()
