@@ -155,7 +155,7 @@ def inspect_qcow(data: bytes, file_size: int, reader: Reader | None, report: Hea
 def read_extensions(data: bytes, reader: Reader | None, offset: int, report: HeaderReport) -> None:
     """Walk the qcow2 header extensions (bounded by the first cluster)."""
     limit = min(1 << (report.cluster_bits or 16), HEAD_BYTES)
-    for _ in range(64):
+    for _extension in range(64):
         if offset + 8 > limit:
             return
         head = _slice(data, reader, offset, 8)

@@ -1,0 +1,209 @@
+#!/usr/bin/python
+# Copyright (c) kvm.images contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: libvirt_disk_update
+short_description: Edit one disk of a domain's persistent definition
+version_added: 0.1.0
+description:
+  - Changes the source file, the declared format (C(driver type)) and driver options of one disk, chosen by
+    O(target) or by its current source, in the domain's persistent definition. Everything else in the
+    definition stays as it was, secrets such as a VNC password included (the definition is read with them).
+  - Before anything is written, the new source must exist and its header must match the declared format.
+  - The definition is re-read just before it is defined, so an edit made meanwhile by someone else aborts
+    the task, and read back afterwards to confirm the change.
+  - A running domain keeps running on what it has; only its persistent definition changes, and
+    RV(pending_restart) says so. Never a live edit.
+author: kvm.images contributors (@kvm-images)
+extends_documentation_fragment:
+  - kvm.images.attributes
+  - kvm.images.libvirt
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+    details:
+      - A unified diff of the domain XML.
+  idempotent:
+    support: full
+options:
+  name:
+    description: The domain.
+    type: str
+    required: true
+  target:
+    description: The disk's target device, for example V(vda).
+    type: str
+  match_source:
+    description: The disk's current source file, to choose the disk by it instead of O(target).
+    type: path
+  source:
+    description: The new source file (an absolute path on the hypervisor).
+    type: path
+  driver_type:
+    description: The format to declare.
+    type: str
+    choices: [raw, qcow2]
+  cache:
+    description: Driver cache mode.
+    type: str
+    choices: [default, none, writethrough, writeback, directsync, unsafe]
+  io:
+    description: Driver I/O mode.
+    type: str
+    choices: [threads, native, io_uring]
+  discard:
+    description: Whether discard requests are passed on.
+    type: str
+    choices: [ignore, unmap]
+  detect_zeroes:
+    description: Zero detection.
+    type: str
+    choices: ["off", "on", unmap]
+  on_running:
+    description:
+      - V(persist) changes the persistent definition of a running domain (it takes effect at its next start;
+        RV(pending_restart=true)).
+      - V(fail) refuses to change a running domain.
+    type: str
+    choices: [persist, fail]
+    default: persist
+  allowed_backing_dirs:
+    description: Directories the new source's backing file may lie in (the source's own directory when omitted).
+    type: list
+    elements: path
+"""
+
+EXAMPLES = r"""
+- name: Point web01's vda at its new qcow2 image
+  kvm.images.libvirt_disk_update:
+    name: web01
+    target: vda
+    source: /var/lib/libvirt/images/web01.qcow2
+    driver_type: qcow2
+    discard: unmap
+"""
+
+RETURN = r"""
+changed:
+  description: Whether the definition changed (or would, in check mode).
+  returned: always
+  type: bool
+pending_restart:
+  description: The domain runs on its old disk until it is shut down and started again.
+  returned: success
+  type: bool
+reason:
+  description: What changes.
+  returned: changed
+  type: str
+  sample: "vda: source /i/web01.raw -> /i/web01.qcow2, driver_type raw -> qcow2"
+disk:
+  description: The disk as it was before the change.
+  returned: success
+  type: dict
+previous_xml:
+  description: The whole definition before the change, for a rollback.
+  returned: changed
+  type: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.kvm.images.plugins.module_utils.disk_update import DiskUpdate, check_new_source
+from ansible_collections.kvm.images.plugins.module_utils.domain_xml import (
+    DRIVER_OPTIONS,
+    HAS_LXML,
+    LXML_IMPORT_ERROR,
+    unified_diff,
+)
+from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImagesError
+from ansible_collections.kvm.images.plugins.module_utils.libvirt_connection import (
+    HAS_LIBVIRT,
+    LIBVIRT_IMPORT_ERROR,
+    LibvirtConnection,
+    libvirt_call,
+)
+
+
+def describe_change(before: dict, params: dict) -> str:
+    parts = []
+    for key in ("source", "driver_type"):
+        if params[key] is not None and params[key] != before.get(key):
+            parts.append(f"{key} {before.get(key)} -> {params[key]}")
+    for key in DRIVER_OPTIONS:
+        if params[key] is not None and params[key] != before["driver"].get(key):
+            parts.append(f"{key} {before['driver'].get(key)} -> {params[key]}")
+    return f"{before['target']}: " + ", ".join(parts)
+
+
+def run(module: AnsibleModule) -> dict:
+    params = module.params
+    name = params["name"]
+    with LibvirtConnection(params["uri"]) as connection:
+        dom = connection.domain(name)
+        if not libvirt_call(f"cannot read the state of {name}", dom.isPersistent):
+            raise KvmImagesError(f"domain {name} is transient: it has no persistent definition to edit;"
+                                 " nothing was changed", domain=name)
+        running = bool(libvirt_call(f"cannot read the state of {name}", dom.isActive))
+        update = DiskUpdate(dom, target=params["target"], match_source=params["match_source"])
+        options = {key: params[key] for key in DRIVER_OPTIONS}
+        edit = update.plan(params["source"], params["driver_type"], options)
+        result = {"changed": edit.changed, "disk": edit.disk, "pending_restart": False}
+        if not edit.changed:
+            return result
+        if running and params["on_running"] == "fail":
+            raise KvmImagesError(f"domain {name} is running and on_running is fail; nothing was changed",
+                                 domain=name)
+        if params["source"] is not None or params["driver_type"] is not None:
+            check_new_source(params["source"] or edit.disk["source"], params["driver_type"],
+                             edit.disk["driver_type"], params["allowed_backing_dirs"])
+        result.update(reason=describe_change(edit.disk, params), pending_restart=running,
+                      previous_xml=edit.read_xml)
+        if module._diff:
+            result["diff"] = {"before": edit.before, "after": edit.after,
+                              "before_header": f"{name} (before)", "after_header": f"{name} (after)"}
+            result["xml_diff"] = unified_diff(edit.before, edit.after, name)
+        if not module.check_mode:
+            update.apply(edit.read_xml, edit.after, {"target": edit.disk["target"], "source": params["source"],
+                                                      "driver_type": params["driver_type"]})
+        return result
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=dict(
+            uri=dict(type="str", default="qemu:///system"),
+            name=dict(type="str", required=True),
+            target=dict(type="str"),
+            match_source=dict(type="path"),
+            source=dict(type="path"),
+            driver_type=dict(type="str", choices=["raw", "qcow2"]),
+            cache=dict(type="str", choices=["default", "none", "writethrough", "writeback", "directsync", "unsafe"]),
+            io=dict(type="str", choices=["threads", "native", "io_uring"]),
+            discard=dict(type="str", choices=["ignore", "unmap"]),
+            detect_zeroes=dict(type="str", choices=["off", "on", "unmap"]),
+            on_running=dict(type="str", default="persist", choices=["persist", "fail"]),
+            allowed_backing_dirs=dict(type="list", elements="path"),
+        ),
+        required_one_of=[("target", "match_source")],
+        mutually_exclusive=[("target", "match_source")],
+        supports_check_mode=True,
+    )
+    if not HAS_LIBVIRT:
+        module.fail_json(msg=missing_required_lib("libvirt-python"), exception=LIBVIRT_IMPORT_ERROR)
+    if not HAS_LXML:
+        module.fail_json(msg=missing_required_lib("lxml"), exception=LXML_IMPORT_ERROR)
+    try:
+        module.exit_json(**run(module))
+    except KvmImagesError as exc:
+        module.fail_json(**exc.fail_json_kwargs())
+
+
+if __name__ == "__main__":
+    main()
