@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import difflib
 import traceback
 import typing as t
 
@@ -38,11 +37,6 @@ def serialize(root: t.Any) -> str:
 def canonical(xml: str) -> bytes:
     """C14N form, for comparing two definitions whatever their whitespace or attribute order."""
     return etree.tostring(parse(xml), method="c14n")
-
-
-def unified_diff(before: str, after: str, name: str) -> str:
-    return "".join(difflib.unified_diff(before.splitlines(True), after.splitlines(True),
-                                        fromfile=f"{name} (before)", tofile=f"{name} (after)"))
 
 
 def _attr(element: t.Any, path: str, name: str) -> str | None:

@@ -120,7 +120,6 @@ from ansible_collections.kvm.images.plugins.module_utils.domain_xml import (
     DRIVER_OPTIONS,
     HAS_LXML,
     LXML_IMPORT_ERROR,
-    unified_diff,
 )
 from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImagesError
 from ansible_collections.kvm.images.plugins.module_utils.libvirt_connection import (
@@ -168,7 +167,6 @@ def run(module: AnsibleModule) -> dict:
         if module._diff:
             result["diff"] = {"before": edit.before, "after": edit.after,
                               "before_header": f"{name} (before)", "after_header": f"{name} (after)"}
-            result["xml_diff"] = unified_diff(edit.before, edit.after, name)
         if not module.check_mode:
             update.apply(edit.read_xml, edit.after, {"target": edit.disk["target"], "source": params["source"],
                                                       "driver_type": params["driver_type"]})

@@ -153,9 +153,10 @@ def cmd_remove(args: argparse.Namespace) -> dict[str, t.Any]:
             dom = lookup(conn, name)
             if dom is None:
                 continue
+            persistent = dom.isPersistent()
             if dom.isActive():
                 dom.destroy()
-            if dom.isPersistent():
+            if persistent:
                 flags = (libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
                          | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
                          | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
@@ -240,6 +241,32 @@ def cmd_watch(args: argparse.Namespace) -> dict[str, t.Any]:
     return {"beats": beats, "max_gap_s": round(max_gap, 3)}
 
 
+def xml_leaves(xml: str) -> dict[str, str]:
+    """Every attribute and text of a document, keyed by a path with positions."""
+    from lxml import etree
+
+    root = etree.fromstring(xml.encode())
+    leaves = {}
+    for element in root.iter():
+        if not isinstance(element.tag, str):
+            continue
+        path = root.getroottree().getpath(element)
+        for name, value in element.attrib.items():
+            leaves[f"{path}/@{name}"] = value
+        if element.text and element.text.strip():
+            leaves[f"{path}/text()"] = element.text.strip()
+    return leaves
+
+
+def cmd_xml_changes(args: argparse.Namespace) -> dict[str, t.Any]:
+    """What differs between two definitions: [path, before, after] for each changed leaf."""
+    with open(args.before, encoding="utf-8") as before, open(args.after, encoding="utf-8") as after:
+        old, new = xml_leaves(before.read()), xml_leaves(after.read())
+    changes = [[path, old.get(path), new.get(path)] for path in sorted(set(old) | set(new))
+               if old.get(path) != new.get(path)]
+    return {"changes": changes}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--uri", default=DEFAULT_URI)
@@ -296,6 +323,11 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--duration", type=float, default=60)
     watch.add_argument("--stop-file", help="stop early once this file exists")
     watch.set_defaults(func=cmd_watch)
+
+    changes = sub.add_parser("xml-changes", help="leaves that differ between two XML files")
+    changes.add_argument("before")
+    changes.add_argument("after")
+    changes.set_defaults(func=cmd_xml_changes)
     return parser
 
 
