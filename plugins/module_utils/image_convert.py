@@ -1,0 +1,213 @@
+# Copyright (c) kvm.images contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Offline conversion of one image: decide, then write, verify and rename (private to kvm.images)."""
+
+from __future__ import annotations
+
+import os
+import time
+import typing as t
+from dataclasses import dataclass, field
+
+from ansible_collections.kvm.images.plugins.module_utils import atomic_file
+from ansible_collections.kvm.images.plugins.module_utils.disk_plan import destination_path
+from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImagesError
+from ansible_collections.kvm.images.plugins.module_utils.image_safety import (
+    HeaderReport,
+    backing_path,
+    inspect_path,
+    path_problems,
+    safety_problems,
+)
+from ansible_collections.kvm.images.plugins.module_utils.qemu_img import QemuImg, held_by_qemu
+
+SPACE_MARGIN_RATIO = 0.05
+SPACE_MARGIN_BYTES = 64 << 20
+
+
+@dataclass
+class Request:
+    src: str
+    src_format: str | None
+    dest: str | None
+    format: str
+    create_options: dict[str, t.Any] = field(default_factory=dict)
+    compress: bool = False
+    sparse: str | None = None
+    parallel: int | None = None
+    out_of_order: bool = False
+    src_cache: str | None = None
+    dest_cache: str | None = None
+    verify: bool = True
+    space_check: bool = True
+    keep_backing: bool = False
+    force: bool = False
+    allowed_backing_dirs: list[str] | None = None
+
+
+@dataclass
+class Decision:
+    """What a run would do; ``reason`` None means nothing."""
+
+    src: str
+    dest: str
+    src_format: str
+    header: HeaderReport
+    convert: bool
+    reason: str | None
+    leftovers: list[str]
+    dest_exists: bool
+
+
+def free_bytes(directory: str) -> int:
+    info = os.statvfs(directory)
+    return info.f_bavail * info.f_frsize
+
+
+def up_to_date(dest: str, dest_header: HeaderReport, src: str, src_header: HeaderReport, fmt: str) -> bool:
+    """A dest of the target format and size, not older than the source, is the earlier run's result.
+
+    Enough without reading the images in full because dest only ever appears
+    through a verified rename, and a source changed since would be newer.
+    """
+    return (dest_header.detected_format == fmt
+            and dest_header.virtual_size == src_header.virtual_size
+            and os.stat(dest).st_mtime >= os.stat(src).st_mtime)
+
+
+def decide(request: Request) -> Decision:
+    src = request.src
+    problems = path_problems(src)
+    if problems:
+        raise KvmImagesError(f"cannot convert {src}: {'; '.join(problems)}; nothing was written", src=src)
+    header = inspect_path(src)
+    problems = safety_problems(header, request.src_format, allowed_backing_dirs=request.allowed_backing_dirs,
+                               path=src)
+    if problems:
+        raise KvmImagesError(f"refusing to convert {src}: {'; '.join(problems)}; nothing was written",
+                             src=src, problems=problems)
+    src_format = request.src_format or header.detected_format
+    dest = request.dest or destination_path(src, request.format)
+    if not dest.startswith("/"):
+        raise KvmImagesError(f"dest must be an absolute path, not {dest}", dest=dest)
+    directory = os.path.dirname(dest)
+    if not os.path.isdir(directory):
+        raise KvmImagesError(f"destination directory {directory} does not exist; nothing was written", dest=dest)
+    if os.path.islink(dest):
+        raise KvmImagesError(f"{dest} is a symlink; refusing to write through it", dest=dest)
+    if os.path.abspath(dest) == os.path.abspath(src) or atomic_file.same_file(src, dest):
+        raise KvmImagesError(f"{dest} is the source itself; nothing was written", dest=dest, src=src)
+    found = atomic_file.leftovers(dest)
+    exists = os.path.lexists(dest)
+    reason = None
+    if exists:
+        if not os.path.isfile(dest):
+            raise KvmImagesError(f"{dest} exists and is not a regular file; nothing was written", dest=dest)
+        dest_header = inspect_path(dest)
+        if up_to_date(dest, dest_header, src, header, request.format) and not request.force:
+            reason = None
+        elif request.force:
+            reason = f"{dest} is replaced (force)"
+        else:
+            raise KvmImagesError(
+                f"{dest} exists ({dest_header.detected_format}, {dest_header.virtual_size} bytes) and is not"
+                f" an up-to-date {request.format} conversion of {src}; set force to replace it."
+                " Nothing was written", dest=dest)
+    else:
+        reason = f"{src} ({src_format}) -> {dest} ({request.format})"
+    convert = reason is not None
+    if convert and held_by_qemu(src):
+        raise KvmImagesError(f"{src} is in use by a running guest (QEMU's lock); shut it down or"
+                             " copy it live with kvm.images.libvirt_disk_copy. Nothing was written", src=src)
+    if not convert and found:
+        reason = f"leftovers of an interrupted run removed: {', '.join(found)}"
+    return Decision(src, dest, src_format, header, convert, reason, found, exists)
+
+
+def create_options(request: Request) -> dict[str, t.Any]:
+    options = {key: value for key, value in request.create_options.items() if value is not None}
+    if request.format != "qcow2":
+        options = {key: value for key, value in options.items() if key == "preallocation"}
+    return options
+
+
+class Converter:
+    """Executes a Decision; the qemu-img wrapper is the seam."""
+
+    def __init__(self, module: t.Any, qemu: QemuImg) -> None:
+        self.module = module
+        self.qemu = qemu
+
+    def measure(self, decision: Decision, request: Request) -> dict[str, int]:
+        return self.qemu.measure(decision.src, decision.src_format, request.format,
+                                 options=create_options(request) or None)
+
+    def check_space(self, decision: Decision, required: int) -> None:
+        directory = os.path.dirname(decision.dest)
+        free = free_bytes(directory)
+        wanted = int(required * (1 + SPACE_MARGIN_RATIO)) + SPACE_MARGIN_BYTES
+        if free < wanted:
+            raise KvmImagesError(
+                f"not enough space in {directory} for {decision.dest}: it needs {required} bytes"
+                f" ({wanted} with the margin), {free} are free; nothing was written",
+                dest=decision.dest, required=required, free=free)
+
+    def convert_argv_options(self, decision: Decision, request: Request) -> dict[str, t.Any]:
+        options: dict[str, t.Any] = {
+            "options": create_options(request) or None,
+            "sparse_size": request.sparse,
+            "parallel": request.parallel,
+            "out_of_order": request.out_of_order,
+            "src_cache": request.src_cache,
+            "dest_cache": request.dest_cache,
+            "compress": request.compress,
+        }
+        if request.keep_backing and decision.header.backing_file:
+            options.update(flatten=False,
+                           backing_file=backing_path(decision.src, decision.header.backing_file),
+                           backing_format=decision.header.backing_format)
+        return options
+
+    def verify(self, decision: Decision, request: Request, temp: str) -> None:
+        """Same content, same virtual size, a clean qcow2, the expected header."""
+        src_size = self.qemu.info(decision.src, decision.src_format)["virtual-size"]
+        dest_size = self.qemu.info(temp, request.format)["virtual-size"]
+        if src_size != dest_size:
+            raise KvmImagesError(f"verification failed: {temp} has {dest_size} bytes, {decision.src} {src_size}",
+                                 dest=decision.dest)
+        if not self.qemu.compare(decision.src, decision.src_format, temp, request.format):
+            raise KvmImagesError(f"verification failed: qemu-img compare found {temp} differs from {decision.src}",
+                                 dest=decision.dest)
+        if request.format == "qcow2":
+            verdict = self.qemu.check(temp, "qcow2")
+            if verdict["status"] != "clean":
+                raise KvmImagesError(f"verification failed: qemu-img check found the new image {verdict['status']}",
+                                     dest=decision.dest, check=verdict)
+            if inspect_path(temp).detected_format != "qcow2":
+                raise KvmImagesError("verification failed: the new image has no qcow2 header", dest=decision.dest)
+
+    def run(self, decision: Decision, request: Request, owner: str | None, group: str | None,
+            mode: str | None) -> dict[str, t.Any]:
+        for path in decision.leftovers:
+            # A temp file qemu-img still writes belongs to a run in progress.
+            if not held_by_qemu(path):
+                atomic_file.remove_quietly(path)
+        if not decision.convert:
+            return {"argv": None, "duration_s": 0.0, "verified": False}
+        started = time.monotonic()
+        temp = atomic_file.make_temp(decision.dest)
+        self.module.add_cleanup_file(temp)
+        try:
+            argv = self.qemu.convert(decision.src, decision.src_format, temp, request.format,
+                                     **self.convert_argv_options(decision, request))
+            # qemu-img's default target cache does not flush at exit.
+            atomic_file.fsync_path(temp)
+            if request.verify:
+                self.verify(decision, request, temp)
+            atomic_file.copy_attributes(self.module, decision.src, temp, owner, group, mode)
+            atomic_file.commit(temp, decision.dest)
+        except BaseException:
+            atomic_file.remove_quietly(temp)
+            raise
+        return {"argv": argv, "duration_s": round(time.monotonic() - started, 3), "verified": request.verify}
