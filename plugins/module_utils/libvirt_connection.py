@@ -15,9 +15,11 @@ try:
 except ImportError:
     HAS_LIBVIRT = False
     LIBVIRT_IMPORT_ERROR: str | None = traceback.format_exc()
+    LibvirtError: type[Exception] = Exception
 else:
     HAS_LIBVIRT = True
     LIBVIRT_IMPORT_ERROR = None
+    LibvirtError = libvirt.libvirtError
 
     def _quiet(_context: object, _error: object) -> None:
         """libvirt prints every error to stderr by default; ours go into msg."""

@@ -1,0 +1,235 @@
+# Copyright (c) kvm.images contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Live conversion of a running domain's disk: block copy, wait for READY, pivot (private to kvm.images)."""
+
+from __future__ import annotations
+
+import os
+import time
+import typing as t
+from xml.sax.saxutils import quoteattr
+
+from ansible_collections.kvm.images.plugins.module_utils import domain_xml
+from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImagesError
+from ansible_collections.kvm.images.plugins.module_utils.libvirt_connection import (
+    LibvirtError,
+    inactive_xml,
+    libvirt_call,
+    live_xml,
+)
+
+# libvirt constants, named here so the logic can be tested without libvirt.
+BLOCK_COPY_REUSE_EXT = 2
+BLOCK_COPY_TRANSIENT_JOB = 4
+BLOCK_JOB_ABORT_PIVOT = 2
+BLOCK_COPY_BANDWIDTH = "bandwidth"
+MARK_SUFFIX = ".kvm-images-copy"
+
+
+def marker_path(dest: str) -> str:
+    """Beside a destination this collection is copying into; tells its leftovers from anyone's file."""
+    return os.path.join(os.path.dirname(dest), "." + os.path.basename(dest) + MARK_SUFFIX)
+
+
+def dest_xml(dest: str, fmt: str) -> str:
+    return f"<disk type='file'><source file={quoteattr(dest)}/><driver type={quoteattr(fmt)}/></disk>"
+
+
+def live_disk(dom: t.Any, target: str) -> dict[str, t.Any]:
+    root = domain_xml.parse(live_xml(dom))
+    disk = domain_xml.find_disk(root, target=target)
+    facts = domain_xml.disk_facts(disk)
+    mirror = disk.find("mirror")
+    facts["mirror_ready"] = mirror is not None and mirror.get("ready") == "yes"
+    facts["mirror"] = mirror is not None
+    return facts
+
+
+def persistent_disk(dom: t.Any, target: str) -> dict[str, t.Any]:
+    return domain_xml.disk_facts(domain_xml.find_disk(domain_xml.parse(inactive_xml(dom)), target=target))
+
+
+def refusal(disk: dict[str, t.Any]) -> str | None:
+    if disk["device"] != "disk":
+        return f"a {disk['device']} is not converted"
+    if disk["type"] != "file":
+        return f"a {disk['type']} disk is not converted (only file disks)"
+    if disk["shareable"]:
+        return "a shareable disk is not converted"
+    if disk["readonly"]:
+        return "a read-only disk is not converted"
+    return None
+
+
+class BlockCopy:
+    """One copy job. ``dom`` is a libvirt virDomain (the seam tests fake)."""
+
+    def __init__(self, dom: t.Any, target: str, dest: str, fmt: str, *, timeout: float,
+                 bandwidth_mib: int | None = None, clock: t.Callable[[], float] = time.monotonic,
+                 sleep: t.Callable[[float], None] = time.sleep, poll_interval: float = 0.2) -> None:
+        self.dom = dom
+        self.name = dom.name()
+        self.target = target
+        self.dest = dest
+        self.fmt = fmt
+        self.timeout = timeout
+        self.bandwidth_mib = bandwidth_mib
+        self.clock = clock
+        self.sleep = sleep
+        self.poll_interval = poll_interval
+        self.bytes_copied = 0
+
+    def where(self) -> str:
+        return f"domain {self.name}, disk {self.target}, {self.dest}"
+
+    def job(self) -> dict[str, int]:
+        return self.dom.blockJobInfo(self.target, 0) or {}
+
+    def start(self, persistent: bool) -> None:
+        flags = BLOCK_COPY_REUSE_EXT | (BLOCK_COPY_TRANSIENT_JOB if persistent else 0)
+        params = {}
+        if self.bandwidth_mib:
+            params[BLOCK_COPY_BANDWIDTH] = self.bandwidth_mib << 20
+        self.dom.blockCopy(self.target, dest_xml(self.dest, self.fmt), params, flags)
+
+    def wait_ready(self) -> None:
+        """Until the mirror is READY; a vanished job or the timeout is a failure."""
+        started = self.clock()
+        while True:
+            info = self.job()
+            if not info:
+                raise KvmImagesError(f"the block copy stopped before it was ready ({self.where()});"
+                                     " the guest stays on its original disk")
+            self.bytes_copied = int(info.get("end", 0))
+            if info.get("end", 0) and info.get("cur") == info.get("end") and live_disk(self.dom, self.target)["mirror_ready"]:
+                return
+            if self.clock() - started > self.timeout:
+                raise KvmImagesError(f"the block copy was not ready within {self.timeout:g} s ({self.where()});"
+                                     " it was aborted and the guest stays on its original disk")
+            self.sleep(self.poll_interval)
+
+    def pivot(self) -> float:
+        """Switch the guest to the copy; returns how long the switch took (the guest's pause)."""
+        started = self.clock()
+        self.dom.blockJobAbort(self.target, BLOCK_JOB_ABORT_PIVOT)
+        pause = self.clock() - started
+        deadline = self.clock() + 30
+        while self.job() and self.clock() < deadline:
+            self.sleep(0.05)
+        return pause
+
+    def finish_without_pivot(self) -> None:
+        """Keep the copy as it is at READY and leave the guest on its disk."""
+        self.dom.blockJobAbort(self.target, 0)
+
+    def abort(self) -> None:
+        """Best effort: stop our job if it still runs. Before a pivot the guest stays on its source."""
+        try:
+            if self.job():
+                self.dom.blockJobAbort(self.target, 0)
+        except LibvirtError:
+            # The caller reports its own error; the job or libvirt is gone.
+            pass
+
+
+def fix_persistent(dom: t.Any, target: str, dest: str, fmt: str) -> bool:
+    """libvirt's rewrite of the persistent definition after a pivot is best effort: check it, fix it."""
+    root = domain_xml.parse(inactive_xml(dom))
+    disk = domain_xml.find_disk(root, target=target)
+    if not domain_xml.set_disk(disk, source=dest, driver_type=fmt):
+        return False
+    libvirt_call(f"cannot update the persistent definition of {dom.name()}", dom.connect().defineXML,
+                 domain_xml.serialize(root))
+    after = persistent_disk(dom, target)
+    if (after["source"], after["driver_type"]) != (dest, fmt):
+        raise KvmImagesError(f"the persistent definition of {dom.name()} still names {after['source']}"
+                             f" ({after['driver_type']}) for {target}; the guest runs on {dest}")
+    return True
+
+
+class LiveConversion:
+    """Decide, then copy and pivot; ``qemu`` creates and checks the destination."""
+
+    def __init__(self, dom: t.Any, qemu: t.Any, *, target: str, dest: str, fmt: str,
+                 options: dict[str, t.Any] | None, bandwidth_mib: int | None, timeout: float) -> None:
+        self.dom = dom
+        self.qemu = qemu
+        self.target = target
+        self.dest = dest
+        self.fmt = fmt
+        self.options = options
+        self.copy = BlockCopy(dom, target, dest, fmt, timeout=timeout, bandwidth_mib=bandwidth_mib)
+        self.name = dom.name()
+
+    def decide(self) -> tuple[str | None, dict[str, t.Any]]:
+        """(reason or None, the live disk); raises when the copy must not start."""
+        if not self.dom.isActive():
+            raise KvmImagesError(f"domain {self.name} is not running: a live copy needs a running guest"
+                                 " (convert it offline with kvm.images.qemu_image_convert); nothing was created",
+                                 domain=self.name)
+        disk = live_disk(self.dom, self.target)
+        problem = refusal(disk)
+        if problem:
+            raise KvmImagesError(f"domain {self.name}, disk {self.target}: {problem}; nothing was created",
+                                 domain=self.name)
+        if (disk["source"], disk["driver_type"]) == (self.dest, self.fmt) and not disk["mirror"]:
+            if self.dom.isPersistent():
+                stored = persistent_disk(self.dom, self.target)
+                if (stored["source"], stored["driver_type"]) != (self.dest, self.fmt):
+                    return "the persistent definition is pointed at the copy the guest runs on", disk
+            return None, disk
+        if disk["mirror"] or self.copy.job():
+            raise KvmImagesError(f"domain {self.name}, disk {self.target} already has a block job; nothing was created",
+                                 domain=self.name)
+        if not os.path.isdir(os.path.dirname(self.dest)):
+            raise KvmImagesError(f"destination directory {os.path.dirname(self.dest)} does not exist;"
+                                 " nothing was created", dest=self.dest)
+        if os.path.lexists(self.dest) and not os.path.exists(marker_path(self.dest)):
+            raise KvmImagesError(f"{self.dest} exists; a block copy would overwrite it. Nothing was changed",
+                                 dest=self.dest)
+        return f"{disk['source']} ({disk['driver_type']}) -> {self.dest} ({self.fmt}), live", disk
+
+    def run(self, disk: dict[str, t.Any], pivot: bool) -> dict[str, t.Any]:
+        if (disk["source"], disk["driver_type"]) == (self.dest, self.fmt):
+            fix_persistent(self.dom, self.target, self.dest, self.fmt)
+            return {"bytes_copied": 0, "max_pause_s": 0.0, "pivoted": False}
+        marker = marker_path(self.dest)
+        for leftover in (self.dest, marker):
+            if os.path.lexists(leftover):
+                os.unlink(leftover)
+        with open(marker, "w", encoding="utf-8") as handle:
+            handle.write(f"{self.name} {self.target}\n")
+        pause = 0.0
+        try:
+            capacity = libvirt_call(f"cannot read the size of {self.target}", self.dom.blockInfo, self.target)[0]
+            self.qemu.create(self.dest, self.fmt, capacity, options=self.options if self.fmt == "qcow2" else None)
+            libvirt_call(f"cannot start the block copy of {self.copy.where()}", self.copy.start,
+                         bool(self.dom.isPersistent()))
+            libvirt_call(f"the block copy of {self.copy.where()} failed", self.copy.wait_ready)
+            if pivot:
+                pause = libvirt_call(f"the pivot of {self.copy.where()} failed", self.copy.pivot)
+                now = live_disk(self.dom, self.target)
+                if (now["source"], now["driver_type"]) != (self.dest, self.fmt):
+                    raise KvmImagesError(f"after the pivot, domain {self.name} still runs {self.target} on"
+                                         f" {now['source']}", domain=self.name)
+                if self.dom.isPersistent():
+                    fix_persistent(self.dom, self.target, self.dest, self.fmt)
+            else:
+                libvirt_call(f"cannot end the block copy of {self.copy.where()}", self.copy.finish_without_pivot)
+        except BaseException:
+            self.copy.abort()
+            if not self.runs_on_dest():
+                for leftover in (self.dest, marker):
+                    if os.path.lexists(leftover):
+                        os.unlink(leftover)
+            raise
+        os.unlink(marker)
+        return {"bytes_copied": self.copy.bytes_copied, "max_pause_s": round(pause, 3), "pivoted": pivot}
+
+    def runs_on_dest(self) -> bool:
+        try:
+            return live_disk(self.dom, self.target)["source"] == self.dest
+        except (KvmImagesError, LibvirtError):
+            # Cannot tell: keep the file rather than risk the one the guest may use.
+            return True
