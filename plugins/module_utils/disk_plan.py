@@ -167,12 +167,15 @@ def apply_preflight(records: list[dict[str, t.Any]], results: list[dict[str, t.A
 def preflight_verdict(result: dict[str, t.Any]) -> dict[str, t.Any]:
     if result.get("failed"):
         return {"action": "skip", "reason": f"preflight failed: {result.get('msg', 'unknown error')}"}
+    if result.get("exists") is False:
+        return {"action": "skip", "reason": "the source image does not exist"}
     safety = result.get("safety") or {}
     if not safety.get("safe", False):
         problems = "; ".join(safety.get("problems") or ["not known to be safe"])
         return {"action": "skip", "reason": f"unsafe image: {problems}"}
     check = result.get("check") or {}
-    if check.get("status") not in (None, "clean", "leaks"):
+    # raw images have no metadata for qemu-img check to examine ("unsupported").
+    if check.get("status") not in (None, "clean", "leaks", "unsupported"):
         return {"action": "skip", "reason": f"qemu-img check found the image {check['status']}"}
     measure = result.get("measure") or {}
     return {

@@ -145,11 +145,14 @@ SAFE = {"safe": True, "problems": []}
     ({"safety": SAFE, "check": {"status": "clean"}, "measure": {"required": 5}, "virtual_size": 9, "actual_size": 7},
      "convert", None),
     ({"safety": SAFE, "check": {"status": "leaks"}, "measure": {"required": 5}}, "convert", None),
+    ({"safety": SAFE, "check": {"status": "unsupported"}, "measure": {"required": 5}}, "convert", None),
+    ({"safety": SAFE, "check": {"status": "incomplete"}}, "skip", "check found the image incomplete"),
     ({"safety": {"safe": False, "problems": ["header says qcow2, declared raw"]}}, "skip", "header says qcow2"),
     ({"safety": SAFE, "check": {"status": "corrupt"}}, "skip", "check found the image corrupt"),
     ({"failed": True, "msg": "Permission denied"}, "skip", "preflight failed: Permission denied"),
     ({}, "skip", "unsafe image"),
-], ids=["clean", "leaks-only", "unsafe", "corrupt", "failed", "no-verdict"])
+    ({"exists": False, "safety": {"safe": False, "problems": []}}, "skip", "the source image does not exist"),
+], ids=["clean", "leaks-only", "raw-unsupported", "incomplete", "unsafe", "corrupt", "failed", "no-verdict", "missing"])
 def test_apply_preflight(fields, action, reason_part):
     from ansible_collections.kvm.images.plugins.module_utils.disk_plan import apply_preflight
     [record] = plan_disks([domain()], "qcow2")
