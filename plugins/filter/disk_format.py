@@ -14,7 +14,7 @@ from ansible_collections.kvm.images.plugins.module_utils.disk_plan import (
     plan_disks,
     report_records,
     rollback_plan,
-    space_by_mount,
+    space_by_filesystem,
 )
 
 
@@ -28,10 +28,10 @@ def disk_format_plan(domains: list[dict[str, t.Any]], target: str, overrides: di
         raise AnsibleFilterError(f"disk_format_plan: {exc}") from exc
 
 
-def disk_format_space(needs: list[dict[str, t.Any]], mounts: list[dict[str, t.Any]],
+def disk_format_space(records: list[dict[str, t.Any]], filesystems: list[dict[str, t.Any]],
                       margin_ratio: float = 0.05, margin_bytes: int = 64 << 20) -> list[dict[str, t.Any]]:
     try:
-        return space_by_mount(needs, mounts, margin_ratio, margin_bytes)
+        return space_by_filesystem(records, filesystems, margin_ratio, margin_bytes)
     except (ValueError, KeyError, TypeError) as exc:
         raise AnsibleFilterError(f"disk_format_space: {exc}") from exc
 

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import os
 import typing as t
 
 from ansible_collections.kvm.images.plugins.module_utils import domain_xml
@@ -87,6 +88,35 @@ def describe_domain(dom: t.Any) -> dict[str, t.Any]:
         disk["skip_reason"] = reason
         domain["disks"].append(disk)
     return domain
+
+
+def filesystem_of(directory: str) -> dict[str, t.Any] | None:
+    """The file system holding ``directory``: an id (its device) and its free space."""
+    try:
+        info, space = os.stat(directory), os.statvfs(directory)
+    except OSError:
+        return None
+    return {"id": f"{os.major(info.st_dev)}:{os.minor(info.st_dev)}",
+            "free": space.f_bavail * space.f_frsize, "size": space.f_blocks * space.f_frsize}
+
+
+def add_filesystems(domains: list[dict[str, t.Any]]) -> list[dict[str, t.Any]]:
+    """Tag each file disk with its file system, and list those file systems once each."""
+    found: dict[str, dict[str, t.Any]] = {}
+    for domain in domains:
+        for disk in domain["disks"]:
+            disk["filesystem"] = None
+            if disk["type"] != "file" or not (disk["source"] or "").startswith("/"):
+                continue
+            directory = os.path.dirname(disk["source"])
+            filesystem = filesystem_of(directory)
+            if filesystem is None:
+                continue
+            disk["filesystem"] = filesystem["id"]
+            entry = found.setdefault(filesystem["id"], dict(filesystem, directories=[]))
+            if directory not in entry["directories"]:
+                entry["directories"].append(directory)
+    return sorted(found.values(), key=lambda entry: entry["id"])
 
 
 def describe_hypervisor(connection: t.Any, names: list[str] | None = None) -> list[dict[str, t.Any]]:

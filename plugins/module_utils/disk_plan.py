@@ -80,6 +80,7 @@ def plan_disks(domains: list[dict[str, t.Any]], default_target: str,
                 "source_format": disk.get("driver_type"),
                 "target_format": target,
                 "domain_state": domain.get("state"),
+                "filesystem": disk.get("filesystem"),
                 "method": None,
                 "dest": None,
                 "action": "skip",
@@ -110,41 +111,32 @@ def with_summary(record: dict[str, t.Any]) -> dict[str, t.Any]:
     return record
 
 
-def mount_of(path: str, mounts: list[dict[str, t.Any]]) -> dict[str, t.Any] | None:
-    """The mount holding ``path``: the longest mount point that is a prefix of it."""
-    best = None
-    for mount in mounts:
-        point = mount["mount"].rstrip("/") or "/"
-        inside = path == point or path.startswith(point if point == "/" else point + "/")
-        if inside and (best is None or len(point) > len(best["mount"].rstrip("/") or "/")):
-            best = mount
-    return best
+def space_by_filesystem(records: list[dict[str, t.Any]], filesystems: list[dict[str, t.Any]],
+                        margin_ratio: float = 0.05, margin_bytes: int = 64 << 20) -> list[dict[str, t.Any]]:
+    """Sum what every planned conversion needs on each file system together.
 
-
-def space_by_mount(needs: list[dict[str, t.Any]], mounts: list[dict[str, t.Any]],
-                   margin_ratio: float = 0.05, margin_bytes: int = 64 << 20) -> list[dict[str, t.Any]]:
-    """Sum the bytes every planned conversion needs on each filesystem together.
-
-    ``needs`` items: ``{"dest": path, "required": bytes}``; ``mounts`` as in the
-    ``ansible_mounts`` fact. A filesystem is short when the sum plus a margin
-    exceeds what it has free.
+    New images go beside their sources, so a record's ``filesystem`` (from
+    libvirt_disk_info) is where its ``required`` bytes go. A file system is
+    short when the sum plus a margin exceeds what it has free.
     """
+    free = {entry["id"]: entry for entry in filesystems}
     totals: dict[str, dict[str, t.Any]] = {}
-    for need in needs:
-        mount = mount_of(os.path.dirname(need["dest"]), mounts)
-        key = mount["mount"] if mount else "?"
+    for record in records:
+        key = record.get("filesystem") or "unknown"
+        known = free.get(key)
         entry = totals.setdefault(key, {
-            "mount": key,
-            "available": mount.get("size_available") if mount else None,
+            "filesystem": key,
+            "directories": known["directories"] if known else [],
+            "available": known["free"] if known else None,
             "required": 0,
             "disks": [],
         })
-        entry["required"] += int(need["required"])
-        entry["disks"].append(need["dest"])
+        entry["required"] += int(record.get("required") or 0)
+        entry["disks"].append(record["dest"])
     for entry in totals.values():
         entry["required_with_margin"] = int(entry["required"] * (1 + margin_ratio)) + margin_bytes
         entry["enough"] = entry["available"] is not None and entry["available"] >= entry["required_with_margin"]
-    return sorted(totals.values(), key=lambda entry: entry["mount"])
+    return sorted(totals.values(), key=lambda entry: entry["filesystem"])
 
 
 def apply_preflight(records: list[dict[str, t.Any]], results: list[dict[str, t.Any]]) -> list[dict[str, t.Any]]:
@@ -201,7 +193,7 @@ def rollback_plan(records: list[dict[str, t.Any]], domains: list[dict[str, t.Any
         record = {
             "domain": done["domain"], "target": done["target"], "source": done.get("dest"),
             "source_format": done.get("target_format"), "target_format": done.get("source_format"),
-            "domain_state": None, "method": None, "dest": done.get("source"), "action": "skip",
+            "domain_state": None, "filesystem": None, "method": None, "dest": done.get("source"), "action": "skip",
             "reason": None, "replaces_stale_original": False,
         }
         found = disks_now.get((done["domain"], done["target"]))
@@ -212,6 +204,7 @@ def rollback_plan(records: list[dict[str, t.Any]], domains: list[dict[str, t.Any
         else:
             domain, disk = found
             record["domain_state"] = domain.get("state")
+            record["filesystem"] = disk.get("filesystem")
             chosen_method, method_problem = choose_method(domain.get("state", ""), method)
             if (disk.get("source"), disk.get("driver_type")) != (done.get("dest"), done.get("target_format")):
                 record["reason"] = (f"disk now uses {disk.get('source')} ({disk.get('driver_type')}), not the image"

@@ -120,15 +120,39 @@ domains:
         skip_reason:
           description: Why not, when it cannot.
           type: str
+        filesystem:
+          description: Id (C(major:minor) of its device) of the file system holding a file disk, see RV(filesystems).
+          type: str
         image:
           description: M(kvm.images.qemu_image_info) facts of the source.
           type: dict
           returned: when O(image_info) and the disk is a file
+filesystems:
+  description:
+    - The file systems holding file disks, once each, with their free space, so that the space needed by
+      conversions beside their sources can be added up per file system.
+  returned: success
+  type: list
+  elements: dict
+  contains:
+    id:
+      description: C(major:minor) of the file system's device.
+      type: str
+    free:
+      description: Bytes available to unprivileged users.
+      type: int
+    size:
+      description: Size in bytes.
+      type: int
+    directories:
+      description: The directories of disks on it.
+      type: list
+      elements: str
 """
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.kvm.images.plugins.module_utils.disk_inventory import describe_hypervisor
+from ansible_collections.kvm.images.plugins.module_utils.disk_inventory import add_filesystems, describe_hypervisor
 from ansible_collections.kvm.images.plugins.module_utils.domain_xml import HAS_LXML, LXML_IMPORT_ERROR
 from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImagesError
 from ansible_collections.kvm.images.plugins.module_utils.image_facts import gather
@@ -164,11 +188,12 @@ def main() -> None:
     try:
         with LibvirtConnection(module.params["uri"]) as connection:
             domains = describe_hypervisor(connection, module.params["name"])
+        filesystems = add_filesystems(domains)
         if module.params["image_info"]:
             add_image_info(module, domains)
     except KvmImagesError as exc:
         module.fail_json(**exc.fail_json_kwargs())
-    module.exit_json(changed=False, domains=domains)
+    module.exit_json(changed=False, domains=domains, filesystems=filesystems)
 
 
 if __name__ == "__main__":

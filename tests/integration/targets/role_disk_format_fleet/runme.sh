@@ -6,9 +6,10 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-collection=$(cd "$here/../../../.." && pwd)
+# ansible-test runs a copy of this target; the collection it tests is on the collections path.
+collection=${ANSIBLE_COLLECTIONS_PATH%%:*}/ansible_collections/kvm/images
 fleet=$collection/tests/fleet
-dir=${KVM_IMAGES_LAB_DIR:-/var/lib/kvm-images-lab}/scratch/disk_format_fleet
+dir=${KVM_IMAGES_LAB_DIR:-/var/lib/kvm-images-lab}/scratch/role_disk_format_fleet
 report=$dir/report
 
 cleanup() { "$fleet/fleet.sh" down 3 "$dir"; }

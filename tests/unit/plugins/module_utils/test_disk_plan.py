@@ -8,9 +8,8 @@ import pytest
 
 from ansible_collections.kvm.images.plugins.module_utils.disk_plan import (
     destination_path,
-    mount_of,
     plan_disks,
-    space_by_mount,
+    space_by_filesystem,
 )
 
 
@@ -103,35 +102,43 @@ def test_invalid_settings_raise(kwargs):
         plan_disks([domain()], **kwargs)
 
 
-MOUNTS = [
-    {"mount": "/", "size_available": 10 << 30},
-    {"mount": "/var/lib/libvirt", "size_available": 1 << 30},
-    {"mount": "/var/lib/libvirt/images2", "size_available": 5 << 30},
+FILESYSTEMS = [
+    {"id": "254:1", "free": 10 << 30, "size": 100 << 30, "directories": ["/srv"]},
+    {"id": "254:2", "free": 1 << 30, "size": 2 << 30, "directories": ["/var/lib/libvirt/images"]},
 ]
 
 
-@pytest.mark.parametrize("path, mount", [
-    ("/var/lib/libvirt/images/a.qcow2", "/var/lib/libvirt"),
-    ("/var/lib/libvirt/images2/a.qcow2", "/var/lib/libvirt/images2"),
-    ("/var/lib/libvirt2/a.qcow2", "/"),
-    ("/srv/a.qcow2", "/"),
-], ids=["nested", "deeper-mount", "prefix-not-dir", "root"])
-def test_mount_of(path, mount):
-    assert mount_of(path, MOUNTS)["mount"] == mount
-
-
 def test_space_is_summed_per_filesystem():
-    needs = [
-        {"dest": "/var/lib/libvirt/images/a.qcow2", "required": 600 << 20},
-        {"dest": "/var/lib/libvirt/images/b.qcow2", "required": 600 << 20},
-        {"dest": "/srv/c.qcow2", "required": 1 << 30},
+    records = [
+        {"dest": "/var/lib/libvirt/images/a.qcow2", "filesystem": "254:2", "required": 600 << 20},
+        {"dest": "/var/lib/libvirt/images/b.qcow2", "filesystem": "254:2", "required": 600 << 20},
+        {"dest": "/srv/c.qcow2", "filesystem": "254:1", "required": 1 << 30},
     ]
-    result = {entry["mount"]: entry for entry in space_by_mount(needs, MOUNTS)}
-    # Each disk alone fits in the 1 GiB of /var/lib/libvirt; both together do not.
-    assert result["/var/lib/libvirt"]["required"] == 1200 << 20
-    assert result["/var/lib/libvirt"]["enough"] is False
-    assert result["/"]["enough"] is True
-    assert len(result["/var/lib/libvirt"]["disks"]) == 2
+    result = {entry["filesystem"]: entry for entry in space_by_filesystem(records, FILESYSTEMS)}
+    # Each disk alone fits in the 1 GiB free; both together do not.
+    assert result["254:2"]["required"] == 1200 << 20
+    assert result["254:2"]["enough"] is False
+    assert result["254:2"]["directories"] == ["/var/lib/libvirt/images"]
+    assert result["254:1"]["enough"] is True
+    assert len(result["254:2"]["disks"]) == 2
+
+
+def test_unknown_filesystem_is_never_enough():
+    [entry] = space_by_filesystem([{"dest": "/x/a.qcow2", "filesystem": None, "required": 1}], FILESYSTEMS)
+    assert (entry["filesystem"], entry["enough"]) == ("unknown", False)
+
+
+def test_disks_are_tagged_with_their_filesystem(tmp_path):
+    from ansible_collections.kvm.images.plugins.module_utils.disk_inventory import add_filesystems
+    domains = [{"name": "web01", "disks": [
+        {"type": "file", "source": str(tmp_path / "a.raw")},
+        {"type": "file", "source": str(tmp_path / "b.raw")},
+        {"type": "network", "source": "rbd:pool/x"},
+    ]}]
+    [filesystem] = add_filesystems(domains)
+    assert filesystem["directories"] == [str(tmp_path)]
+    assert filesystem["free"] > 0
+    assert [disk["filesystem"] for disk in domains[0]["disks"]] == [filesystem["id"], filesystem["id"], None]
 
 
 def preflight_result(record, **fields):
