@@ -74,4 +74,3 @@ class DiskUpdate:
         if wrong:
             raise KvmImagesError(f"after defining {self.name}, disk {expected['target']} reads back as"
                                  f" {wrong}", domain=self.name, read_back=disk)
-

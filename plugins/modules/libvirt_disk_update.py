@@ -168,8 +168,8 @@ def run(module: AnsibleModule) -> dict:
             result["diff"] = {"before": edit.before, "after": edit.after,
                               "before_header": f"{name} (before)", "after_header": f"{name} (after)"}
         if not module.check_mode:
-            update.apply(edit.read_xml, edit.after, {"target": edit.disk["target"], "source": params["source"],
-                                                      "driver_type": params["driver_type"]})
+            expected = {"target": edit.disk["target"], "source": params["source"], "driver_type": params["driver_type"]}
+            update.apply(edit.read_xml, edit.after, expected)
         return result
 
 

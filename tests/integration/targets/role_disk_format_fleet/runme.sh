@@ -5,7 +5,6 @@
 # running on intact images; a second run changes nothing.
 set -euo pipefail
 
-here=$(cd "$(dirname "$0")" && pwd)
 # ansible-test runs a copy of this target; the collection it tests is on the collections path.
 collection=${ANSIBLE_COLLECTIONS_PATH%%:*}/ansible_collections/kvm/images
 fleet=$collection/tests/fleet
