@@ -1,0 +1,155 @@
+# Copyright (c) kvm.images contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""decide() on real files (the header inspector reads them), and Converter with the qemu-img seam faked."""
+
+from __future__ import annotations
+
+import os
+import struct
+
+import pytest
+
+from ansible_collections.kvm.images.plugins.module_utils import atomic_file
+from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImagesError
+from ansible_collections.kvm.images.plugins.module_utils.image_convert import Converter, Request, decide
+
+
+def raw_image(path, size=1 << 20):
+    path.write_bytes(b"\x5a" * 4096)
+    os.truncate(path, size)
+    return str(path)
+
+
+def qcow2_image(path, size=1 << 20):
+    header = bytearray(4096)
+    struct.pack_into(">4sIQIIQIIQQIIQ", header, 0, b"QFI\xfb", 3, 0, 0, 16, size, 0, 0, 0x30000, 0x10000, 1, 0, 0)
+    struct.pack_into(">QQQII", header, 72, 0, 0, 0, 4, 112)
+    path.write_bytes(bytes(header))
+    os.truncate(path, 0x40000)
+    return str(path)
+
+
+def request(src, **kwargs):
+    return Request(src=src, src_format=kwargs.pop("src_format", "raw"), dest=kwargs.pop("dest", None),
+                   format=kwargs.pop("format", "qcow2"), **kwargs)
+
+
+def test_new_conversion(tmp_path):
+    src = raw_image(tmp_path / "web.raw")
+    decision = decide(request(src))
+    assert decision.convert
+    assert decision.dest == str(tmp_path / "web.qcow2")
+    assert decision.reason == f"{src} (raw) -> {tmp_path / 'web.qcow2'} (qcow2)"
+
+
+def test_up_to_date_destination_is_no_change(tmp_path):
+    src = raw_image(tmp_path / "web.raw")
+    qcow2_image(tmp_path / "web.qcow2")
+    assert decide(request(src)).reason is None
+
+
+def test_destination_older_than_the_source_is_refused(tmp_path):
+    src = raw_image(tmp_path / "web.raw")
+    dest = qcow2_image(tmp_path / "web.qcow2")
+    os.utime(dest, (1, 1))
+    with pytest.raises(KvmImagesError, match="is not an up-to-date qcow2 conversion"):
+        decide(request(src))
+    assert decide(request(src, force=True)).reason == f"{dest} is replaced (force)"
+
+
+def test_leftovers_alone_are_a_change(tmp_path):
+    src = raw_image(tmp_path / "web.raw")
+    qcow2_image(tmp_path / "web.qcow2")
+    leftover = tmp_path / ".web.qcow2.kvm-images-tmp-abc123"
+    leftover.write_bytes(b"partial")
+    decision = decide(request(src))
+    assert not decision.convert
+    assert decision.leftovers == [str(leftover)]
+    assert decision.reason.startswith("leftovers of an interrupted run removed")
+
+
+def test_other_files_are_never_taken_for_leftovers(tmp_path):
+    src = raw_image(tmp_path / "web.raw")
+    (tmp_path / ".web.qcow2.swp").write_bytes(b"x")
+    (tmp_path / ".other.qcow2.kvm-images-tmp-abc").write_bytes(b"x")
+    assert decide(request(src)).leftovers == []
+
+
+@pytest.mark.parametrize("setup, message", [
+    (lambda d, s: None, "does not exist; nothing was written"),
+    (lambda d, s: os.symlink(d / "elsewhere", d / "web.qcow2"), "is a symlink; refusing to write through it"),
+    (lambda d, s: os.link(s, d / "web.qcow2"), "is the source itself; nothing was written"),
+], ids=["dest-dir-missing", "symlink", "hard-link"])
+def test_destination_refusals(tmp_path, setup, message):
+    src = raw_image(tmp_path / "web.raw")
+    setup(tmp_path, src)
+    dest = str(tmp_path / "missing" / "web.qcow2") if "exist" in message else str(tmp_path / "web.qcow2")
+    with pytest.raises(KvmImagesError, match=message):
+        decide(request(src, dest=dest))
+
+
+def test_source_with_a_forged_header_is_refused(tmp_path):
+    src = qcow2_image(tmp_path / "web.raw")
+    with pytest.raises(KvmImagesError, match="declared raw, but the image starts with a qcow2 header"):
+        decide(request(src))
+
+
+class FakeQemu:
+    """Stands in for QemuImg: writes the target like qemu-img would, or fails like it."""
+
+    def __init__(self, fail_with=None, identical=True):
+        self.fail_with = fail_with
+        self.identical = identical
+        self.converted = []
+
+    def convert(self, src, src_format, dest, dest_format, **kwargs):
+        self.converted.append(dest)
+        with open(dest, "wb") as handle:
+            handle.write(b"partial")
+        if self.fail_with:
+            raise KvmImagesError(self.fail_with)
+        return ["qemu-img", "convert"]
+
+    def info(self, path, fmt, **kwargs):
+        return {"virtual-size": 1 << 20}
+
+    def compare(self, *args, **kwargs):
+        return self.identical
+
+    def check(self, path, fmt, **kwargs):
+        return {"status": "clean"}
+
+
+class FakeModule:
+    def __init__(self):
+        self.cleanup = []
+
+    def add_cleanup_file(self, path):
+        self.cleanup.append(path)
+
+    def selinux_enabled(self):
+        return False
+
+
+@pytest.mark.parametrize("qemu, message", [
+    (FakeQemu(fail_with="qemu-img convert failed: No space left on device"), "No space left on device"),
+    (FakeQemu(identical=False), "verification failed: qemu-img compare found"),
+], ids=["convert-fails", "verify-fails"])
+def test_a_failed_conversion_leaves_no_file(tmp_path, qemu, message):
+    src = raw_image(tmp_path / "web.raw")
+    req = request(src, format="raw", dest=str(tmp_path / "copy.raw"))
+    decision = decide(req)
+    with pytest.raises(KvmImagesError, match=message):
+        Converter(FakeModule(), qemu).run(decision, req, None, None, None)
+    assert sorted(os.listdir(tmp_path)) == ["web.raw"]
+    assert qemu.converted and qemu.converted[0].startswith(str(tmp_path / ".copy.raw.kvm-images-tmp-"))
+
+
+def test_a_good_conversion_is_renamed_into_place(tmp_path):
+    src = raw_image(tmp_path / "web.raw")
+    req = request(src, format="raw", dest=str(tmp_path / "copy.raw"))
+    result = Converter(FakeModule(), FakeQemu()).run(decide(req), req, None, None, None)
+    assert result["verified"]
+    assert sorted(os.listdir(tmp_path)) == ["copy.raw", "web.raw"]
+    assert atomic_file.leftovers(str(tmp_path / "copy.raw")) == []
