@@ -1,0 +1,78 @@
+"""Helpers shared by the benchmarks: timing, fio, running the collection through ansible-playbook."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import tempfile
+import time
+import typing as t
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+VENV = pathlib.Path(os.environ.get("KVM_IMAGES_VENV", ROOT / ".venv"))
+COLLECTIONS = ROOT / "build" / "collections"
+
+
+def collections_path() -> str:
+    """A collections path on which kvm.images is this working tree."""
+    link = COLLECTIONS / "ansible_collections" / "kvm" / "images"
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if not link.exists():
+        link.symlink_to(ROOT)
+    return str(COLLECTIONS)
+
+
+def timed(argv: list[str], **kwargs: t.Any) -> tuple[float, subprocess.CompletedProcess]:
+    started = time.monotonic()
+    done = subprocess.run(argv, check=True, capture_output=True, text=True, **kwargs)
+    return time.monotonic() - started, done
+
+
+def drop_caches() -> None:
+    """Cold caches for each run where the kernel lets us (root on a VM); else warm, but equal for all."""
+    subprocess.run(["sync"], check=True)
+    try:
+        pathlib.Path("/proc/sys/vm/drop_caches").write_text("3\n")
+    except OSError:
+        pass
+
+
+def fio_bandwidth(directory: str, mode: str, size: str = "2G") -> float:
+    """Sequential bandwidth in bytes/s with direct I/O and 1 MiB blocks."""
+    path = os.path.join(directory, "fio.dat")
+    _, done = timed(["fio", "--name=seq", f"--rw={mode}", "--bs=1M", f"--size={size}", "--direct=1",
+                     "--ioengine=psync", f"--filename={path}", "--output-format=json"])
+    job = json.loads(done.stdout)["jobs"][0]
+    return float(job["read" if mode == "read" else "write"]["bw_bytes"])
+
+
+def run_playbook(tasks: list[dict[str, t.Any]]) -> tuple[float, list[dict[str, t.Any]]]:
+    """Run tasks on localhost through ansible-playbook; returns wall time and each task's result."""
+    with tempfile.TemporaryDirectory() as scratch:
+        results_file = os.path.join(scratch, "results.json")
+        names = [f"bench_{index}" for index in range(len(tasks))]
+        for task, name in zip(tasks, names):
+            task["register"] = name
+        collect = {"ansible.builtin.copy": {"dest": results_file, "mode": "0600",
+                                            "content": "{{ [" + ", ".join(names) + "] | to_json }}"}}
+        play = [{"hosts": "localhost", "gather_facts": False, "tasks": tasks + [collect]}]
+        playbook = os.path.join(scratch, "bench.yml")
+        with open(playbook, "w", encoding="utf-8") as handle:
+            json.dump(play, handle)
+        env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections_path(),
+                   ANSIBLE_LOCALHOST_WARNING="false", ANSIBLE_INVENTORY_UNPARSED_WARNING="false",
+                   ANSIBLE_PYTHON_INTERPRETER=str(VENV / "bin" / "python"))
+        seconds, _ = timed([str(VENV / "bin" / "ansible-playbook"), playbook], env=env)
+        with open(results_file, encoding="utf-8") as handle:
+            return seconds, json.load(handle)
+
+
+def ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}x"
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)

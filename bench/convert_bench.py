@@ -1,0 +1,107 @@
+#!/usr/bin/env python
+"""Offline conversion: the module against bare qemu-img and the disk's own limits, side by side.
+
+An 8 GiB raw image holding 2 GiB of data (by default) is converted to qcow2 by
+  - bare ``qemu-img convert`` with default flags, then ``-W -m 16``, each followed by a sync of the output,
+    which the module also does before it renames;
+  - ``kvm.images.qemu_image_convert`` through ansible-playbook, with verify off and on;
+alternating, several rounds, on the same file system, next to fio's sequential read and write limits.
+Only ratios are printed as results: the machine is shared and absolute times drift.
+
+    .venv/bin/python bench/convert_bench.py [--size-gib 8] [--data-gib 2] [--rounds 3] [--dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+
+from common import drop_caches, fio_bandwidth, log, ratio, run_playbook, timed
+
+CHUNK = 4 << 20
+
+
+def make_source(path: str, size: int, data: int) -> None:
+    """Random data spread over the image in 4 MiB runs, holes between them."""
+    with open(path, "wb") as handle:
+        handle.truncate(size)
+        runs = data // CHUNK
+        stride = size // runs
+        for index in range(runs):
+            handle.seek(index * stride)
+            handle.write(os.urandom(CHUNK))
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def bare(src: str, dest: str, extra: list[str]) -> float:
+    drop_caches()
+    seconds, _ = timed(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", *extra, src, dest])
+    sync_seconds, _ = timed(["sync", dest])
+    os.unlink(dest)
+    return seconds + sync_seconds
+
+
+def module(src: str, dest: str, verify: bool) -> tuple[float, float]:
+    drop_caches()
+    wall, results = run_playbook([{"kvm.images.qemu_image_convert": {
+        "src": src, "src_format": "raw", "dest": dest, "format": "qcow2", "verify": verify}}])
+    os.unlink(dest)
+    return wall, float(results[0]["duration_s"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-gib", type=int, default=8)
+    parser.add_argument("--data-gib", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--dir", default="/var/lib/kvm-images-lab/bench")
+    args = parser.parse_args()
+    os.makedirs(args.dir, exist_ok=True)
+    src, dest = os.path.join(args.dir, "source.raw"), os.path.join(args.dir, "dest.qcow2")
+    data = args.data_gib << 30
+    try:
+        log(f"writing {args.data_gib} GiB of data into a {args.size_gib} GiB raw image")
+        make_source(src, args.size_gib << 30, data)
+        read_bw, write_bw = fio_bandwidth(args.dir, "read"), fio_bandwidth(args.dir, "write")
+        times: dict[str, list[float]] = {name: [] for name in
+                                         ("bare default", "bare -W -m 16", "module verify=off (wall)",
+                                          "module verify=off (convert)", "module verify=on (wall)",
+                                          "module verify=on (convert)")}
+        for round_number in range(args.rounds):
+            log(f"round {round_number + 1}/{args.rounds}")
+            times["bare default"].append(bare(src, dest, []))
+            times["bare -W -m 16"].append(bare(src, dest, ["-W", "-m", "16"]))
+            wall, own = module(src, dest, verify=False)
+            times["module verify=off (wall)"].append(wall)
+            times["module verify=off (convert)"].append(own)
+            wall, own = module(src, dest, verify=True)
+            times["module verify=on (wall)"].append(wall)
+            times["module verify=on (convert)"].append(own)
+        best = {name: min(values) for name, values in times.items()}
+        median = {name: statistics.median(values) for name, values in times.items()}
+        best_bare = min(best["bare default"], best["bare -W -m 16"])
+        disk_limit = data / min(read_bw, write_bw)
+        print(f"fio sequential: read {read_bw / 2**30:.2f} GiB/s, write {write_bw / 2**30:.2f} GiB/s;"
+              f" disk limit for {args.data_gib} GiB of data: {disk_limit:.2f} s")
+        for name in times:
+            print(f"{name:32s} best {best[name]:6.2f} s  median {median[name]:6.2f} s"
+                  f"  vs best bare {ratio(best[name], best_bare)}  vs disk limit {ratio(best[name], disk_limit)}")
+        print(f"RATIO module(verify=off, in-module time) / best bare qemu-img: "
+              f"{ratio(best['module verify=off (convert)'], best_bare)} (target <= 1.10x)")
+        print(f"RATIO module(verify=off, ansible-playbook wall time) / best bare qemu-img: "
+              f"{ratio(best['module verify=off (wall)'], best_bare)}")
+        print(f"RATIO module(verify=off, in-module time) / disk limit: "
+              f"{ratio(best['module verify=off (convert)'], disk_limit)} (target <= 1.25x)")
+        verify_cost = best["module verify=on (convert)"] - best["module verify=off (convert)"]
+        one_read_each = data / read_bw * 2
+        print(f"RATIO verification cost / one read of each image: {ratio(verify_cost, one_read_each)}"
+              f" (target <= 1.00x; {verify_cost:.2f} s vs {one_read_each:.2f} s)")
+    finally:
+        shutil.rmtree(args.dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

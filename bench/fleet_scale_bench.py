@@ -1,0 +1,94 @@
+#!/usr/bin/env python
+"""The disk_format role's own cost: a converged host with 50 disks against one with 1 disk, and the
+orchestration overhead per guest of an offline migration beyond qemu-img's own time.
+
+Domains are defined on the local libvirtd (not started; shut-off guests need no boot),
+one set at a time, and the role runs through ansible-playbook, alternating the sets.
+
+    .venv/bin/python bench/fleet_scale_bench.py [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+
+from common import ROOT, VENV, log, ratio, run_playbook, timed
+
+LABCTL = [str(VENV / "bin" / "python"), str(ROOT / "tests" / "guest" / "labctl.py")]
+PREFIX = "kvm-images-bench-scale-"
+
+
+def define(lab: str, domains: int, disks: int, fmt: str) -> list[str]:
+    names = []
+    for number in range(domains):
+        name = f"{PREFIX}{number:02d}"
+        args = []
+        for disk in range(disks):
+            path = os.path.join(lab, f"{name}-{disk}.{fmt}")
+            subprocess.run(["qemu-img", "create", "-q", "-f", fmt, path, "16M"], check=True)
+            args += ["--disk", f"{path},format={fmt}"]
+        timed(LABCTL + ["define", "--name", name, "--serial", os.path.join(lab, name + ".log"), *args])
+        names.append(name)
+    return names
+
+
+def remove(lab: str, names: list[str]) -> None:
+    timed(LABCTL + ["remove", *names])
+    for entry in os.listdir(lab):
+        path = os.path.join(lab, entry)
+        if os.path.isfile(path):
+            os.unlink(path)
+        else:
+            shutil.rmtree(path)
+
+
+def role(lab: str) -> tuple[float, list[dict]]:
+    return run_playbook([{"ansible.builtin.include_role": {"name": "kvm.images.disk_format"}, "vars": {
+        "disk_format_include": [PREFIX + "*"], "disk_format_target": "qcow2",
+        "disk_format_allowed_backing_dirs": [lab], "disk_format_state_dir": os.path.join(lab, "state"),
+        "disk_format_report_dir": os.path.join(lab, "report"), "disk_format_install_dependencies": False}},
+        {"ansible.builtin.set_fact": {"converted": "{{ __disk_format_results | default([]) }}"}}])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--dir", default="/var/lib/kvm-images-lab/bench-scale")
+    args = parser.parse_args()
+    os.makedirs(args.dir, exist_ok=True)
+    os.chmod(args.dir, 0o755)
+    converged = {"1 disk": [], "50 disks": []}
+    offline = {1: [], 10: []}
+    try:
+        for number in range(args.rounds):
+            log(f"round {number + 1}/{args.rounds}")
+            for label, (domains, disks) in (("1 disk", (1, 1)), ("50 disks", (10, 5))):
+                names = define(args.dir, domains, disks, "qcow2")
+                converged[label].append(role(args.dir)[0])
+                remove(args.dir, names)
+            for guests in (1, 10):
+                names = define(args.dir, guests, 1, "raw")
+                wall, results = role(args.dir)
+                qemu_time = sum(float(record.get("duration_s") or 0) for record in results[1]["ansible_facts"]["converted"])
+                offline[guests].append((wall, qemu_time))
+                remove(args.dir, names)
+        best = {label: min(values) for label, values in converged.items()}
+        print(f"converged host, whole role run: 1 disk {best['1 disk']:.2f} s, 50 disks {best['50 disks']:.2f} s")
+        print(f"RATIO 50 disks / 1 disk on a converged host: {ratio(best['50 disks'], best['1 disk'])} (target <= 1.20x)")
+        one = min(offline[1])
+        ten = min(offline[10])
+        overhead = ((ten[0] - ten[1]) - (one[0] - one[1])) / 9
+        print(f"offline migration of shut-off guests: 1 guest {one[0]:.2f} s (conversion {one[1]:.2f} s),"
+              f" 10 guests {ten[0]:.2f} s (conversions {ten[1]:.2f} s)")
+        print(f"orchestration overhead per extra guest beyond qemu-img: {overhead:.2f} s (target < 1 s)")
+        print(json.dumps({"converged": converged, "offline": {str(k): v for k, v in offline.items()}}))
+    finally:
+        shutil.rmtree(args.dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
