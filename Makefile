@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV ?= $(CURDIR)/.venv
 export KVM_IMAGES_VENV := $(VENV)
 
-.PHONY: setup demo test sanity units integration bench clean
+.PHONY: setup demo test sanity units integration package lint clean
 
 setup:
 	tools/setup-host.sh
@@ -12,7 +12,7 @@ demo: setup
 	tools/run-demo.sh
 
 test: setup
-	tools/run-tests.sh sanity units integration
+	tools/run-tests.sh sanity units integration package lint
 
 sanity: setup
 	tools/run-tests.sh sanity
@@ -22,6 +22,12 @@ units: setup
 
 integration: setup
 	tools/run-tests.sh integration
+
+package: setup
+	tools/run-tests.sh package
+
+lint: setup
+	tools/run-tests.sh lint
 
 clean:
 	rm -rf build tests/output

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run the test phases from a copy of the tree inside ansible_collections/kvm/images.
-# Usage: run-tests.sh [sanity] [units] [integration]   (default: all three)
+# Usage: run-tests.sh [sanity] [units] [integration] [package] [lint]   (default: all)
 # Extra arguments for one phase: SANITY_ARGS, UNITS_ARGS, INTEGRATION_ARGS
 # (e.g. INTEGRATION_ARGS=qemu_image_info to run one target).
 set -euo pipefail
@@ -10,7 +10,7 @@ venv=${KVM_IMAGES_VENV:-$root/.venv}
 lab_dir=${KVM_IMAGES_LAB:-/var/lib/kvm-images-lab}
 python_version=$("$venv/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 phases=("$@")
-[ "${#phases[@]}" -gt 0 ] || phases=(sanity units integration)
+[ "${#phases[@]}" -gt 0 ] || phases=(sanity units integration package lint)
 
 export PATH="$venv/bin:$PATH"
 export ANSIBLE_FORCE_COLOR=0
@@ -43,6 +43,12 @@ for phase in "${phases[@]}"; do
       # shellcheck disable=SC2086
       (cd "$collection" && ansible-test integration --color no --local --python "$python_version" \
         --allow-root --allow-destructive ${INTEGRATION_ARGS:-}) || status=1
+      ;;
+    package)
+      "$root/tools/package-check.sh" || status=1
+      ;;
+    lint)
+      "$root/tools/lint.sh" || status=1
       ;;
     *)
       echo "unknown phase: $phase" >&2
