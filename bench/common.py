@@ -25,10 +25,15 @@ def collections_path() -> str:
     return str(COLLECTIONS)
 
 
-def timed(argv: list[str], **kwargs: t.Any) -> tuple[float, subprocess.CompletedProcess]:
+def timed(argv: list[str], **kwargs: t.Any) -> float:
+    """Seconds the command took."""
     started = time.monotonic()
-    done = subprocess.run(argv, check=True, capture_output=True, text=True, **kwargs)
-    return time.monotonic() - started, done
+    subprocess.run(argv, check=True, capture_output=True, text=True, **kwargs)
+    return time.monotonic() - started
+
+
+def output(argv: list[str], **kwargs: t.Any) -> str:
+    return subprocess.run(argv, check=True, capture_output=True, text=True, **kwargs).stdout
 
 
 def drop_caches() -> None:
@@ -43,9 +48,9 @@ def drop_caches() -> None:
 def fio_bandwidth(directory: str, mode: str, size: str = "2G") -> float:
     """Sequential bandwidth in bytes/s with direct I/O and 1 MiB blocks."""
     path = os.path.join(directory, "fio.dat")
-    _, done = timed(["fio", "--name=seq", f"--rw={mode}", "--bs=1M", f"--size={size}", "--direct=1",
+    report = output(["fio", "--name=seq", f"--rw={mode}", "--bs=1M", f"--size={size}", "--direct=1",
                      "--ioengine=psync", f"--filename={path}", "--output-format=json"])
-    job = json.loads(done.stdout)["jobs"][0]
+    job = json.loads(report)["jobs"][0]
     return float(job["read" if mode == "read" else "write"]["bw_bytes"])
 
 
@@ -65,7 +70,7 @@ def run_playbook(tasks: list[dict[str, t.Any]]) -> tuple[float, list[dict[str, t
         env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections_path(),
                    ANSIBLE_LOCALHOST_WARNING="false", ANSIBLE_INVENTORY_UNPARSED_WARNING="false",
                    ANSIBLE_PYTHON_INTERPRETER=str(VENV / "bin" / "python"))
-        seconds, _ = timed([str(VENV / "bin" / "ansible-playbook"), playbook], env=env)
+        seconds = timed([str(VENV / "bin" / "ansible-playbook"), playbook], env=env)
         with open(results_file, encoding="utf-8") as handle:
             return seconds, json.load(handle)
 

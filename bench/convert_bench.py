@@ -38,8 +38,8 @@ def make_source(path: str, size: int, data: int) -> None:
 
 def bare(src: str, dest: str, extra: list[str]) -> float:
     drop_caches()
-    seconds, _ = timed(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", *extra, src, dest])
-    sync_seconds, _ = timed(["sync", dest])
+    seconds = timed(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", *extra, src, dest])
+    sync_seconds = timed(["sync", dest])
     os.unlink(dest)
     return seconds + sync_seconds
 

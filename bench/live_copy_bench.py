@@ -18,15 +18,14 @@ import shutil
 import subprocess
 import sys
 
-from common import ROOT, VENV, drop_caches, log, ratio, run_playbook, timed
+from common import ROOT, VENV, drop_caches, log, output, ratio, run_playbook, timed
 
 LABCTL = [str(VENV / "bin" / "python"), str(ROOT / "tests" / "guest" / "labctl.py")]
 DOMAIN = "kvm-images-bench-live"
 
 
 def labctl(*args: str) -> dict:
-    _, done = timed(LABCTL + list(args))
-    return json.loads(done.stdout)
+    return json.loads(output(LABCTL + list(args)))
 
 
 def one_round(lab: str, data_mib: int) -> dict[str, float]:
@@ -38,9 +37,9 @@ def one_round(lab: str, data_mib: int) -> dict[str, float]:
     subprocess.run(["dd", "if=/dev/urandom", f"of={src}", "bs=1M", f"count={data_mib}", "status=none"], check=True)
     shutil.copyfile(src, os.path.join(lab, "offline.raw"))
     drop_caches()
-    offline, _ = timed(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", os.path.join(lab, "offline.raw"),
-                        os.path.join(lab, "offline.qcow2")])
-    sync_time, _ = timed(["sync"])
+    offline = timed(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", os.path.join(lab, "offline.raw"),
+                     os.path.join(lab, "offline.qcow2")])
+    sync_time = timed(["sync"])
     labctl("define", "--name", DOMAIN, "--disk", src, "--serial", serial, "--start")
     try:
         labctl("wait-serial", serial, "--pattern", "KVMIMAGES-CHECKSUM vda", "--timeout", "120")

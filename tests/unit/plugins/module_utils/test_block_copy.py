@@ -88,8 +88,8 @@ def test_start_flags_and_bandwidth():
     clock = Clock()
     dom = FakeDomain(clock)
     make(clock, dom, bandwidth_mib=16).start(persistent=True)
-    _, target, xml, params, flags = dom.calls[0]
-    assert (target, xml) == ("vda", dest_xml("/i/a.qcow2", "qcow2"))
+    name, target, xml, params, flags = dom.calls[0]
+    assert (name, target, xml) == ("blockCopy", "vda", dest_xml("/i/a.qcow2", "qcow2"))
     assert params == {"bandwidth": 16 << 20}
     assert flags == BLOCK_COPY_REUSE_EXT | BLOCK_COPY_TRANSIENT_JOB
 
