@@ -10,6 +10,7 @@ from ansible.errors import AnsibleFilterError
 
 from ansible_collections.kvm.images.plugins.module_utils.disk_plan import (
     apply_preflight,
+    merge_records,
     outcome_records,
     plan_disks,
     report_records,
@@ -68,6 +69,14 @@ def disk_format_report_records(results: list[dict[str, t.Any]], plan: list[dict[
         raise AnsibleFilterError(f"disk_format_report_records: {exc}") from exc
 
 
+def disk_format_merge_records(earlier: list[dict[str, t.Any]],
+                              results: list[dict[str, t.Any]]) -> list[dict[str, t.Any]]:
+    try:
+        return merge_records(earlier, results)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise AnsibleFilterError(f"disk_format_merge_records: {exc}") from exc
+
+
 class FilterModule:
     def filters(self) -> dict[str, t.Callable[..., t.Any]]:
         return {
@@ -77,4 +86,5 @@ class FilterModule:
             "disk_format_rollback_plan": disk_format_rollback_plan,
             "disk_format_outcomes": disk_format_outcomes,
             "disk_format_report_records": disk_format_report_records,
+            "disk_format_merge_records": disk_format_merge_records,
         }

@@ -251,3 +251,11 @@ def report_records(results: list[dict[str, t.Any]], plan: list[dict[str, t.Any]]
     done = {(r["domain"], r["target"]) for r in results}
     rest = [dict(record, host=host) for record in plan if (record["domain"], record["target"]) not in done]
     return list(results) + rest
+
+
+def merge_records(earlier: list[dict[str, t.Any]], results: list[dict[str, t.Any]]) -> list[dict[str, t.Any]]:
+    """The conversion records to keep: this run's conversions replace earlier ones of the same disk."""
+    converted = [record for record in results if record.get("status") == "converted"]
+    done = {(record["domain"], record["target"]) for record in converted}
+    kept = [record for record in earlier if (record.get("domain"), record.get("target")) not in done]
+    return kept + converted

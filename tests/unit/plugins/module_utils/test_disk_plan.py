@@ -246,3 +246,12 @@ def test_report_records_list_every_disk_once():
     records = report_records(done, plan, "hv1")
     assert [(r["target"], r.get("status")) for r in records] == [("vda", "converted"), ("vdb", None)]
     assert all(r["host"] == "hv1" for r in records)
+
+
+def test_merge_records_keeps_the_latest_conversion_of_each_disk():
+    from ansible_collections.kvm.images.plugins.module_utils.disk_plan import merge_records
+    earlier = [converted_record("web01", "vda"), converted_record("db01", "vda")]
+    now = [dict(converted_record("web01", "vda"), dest="/images/new.qcow2"),
+           dict(converted_record("app01", "vda"), status="failed")]
+    merged = merge_records(earlier, now)
+    assert [(r["domain"], r["dest"]) for r in merged] == [("db01", "/images/a.qcow2"), ("web01", "/images/new.qcow2")]
