@@ -67,8 +67,11 @@ class BlockCopy:
 
     def __init__(self, dom: t.Any, target: str, dest: str, fmt: str, *, timeout: float,
                  bandwidth_mib: int | None = None, clock: t.Callable[[], float] = time.monotonic,
-                 sleep: t.Callable[[float], None] = time.sleep, poll_interval: float = 0.2) -> None:
+                 sleep: t.Callable[[float], None] = time.sleep, poll_interval: float = 0.2,
+                 reconnect: t.Callable[[], t.Any] | None = None, reconnect_timeout: float = 60) -> None:
         self.dom = dom
+        self.reconnect = reconnect
+        self.reconnect_timeout = reconnect_timeout
         self.name = dom.name()
         self.target = target
         self.dest = dest
@@ -84,7 +87,29 @@ class BlockCopy:
         return f"domain {self.name}, disk {self.target}, {self.dest}"
 
     def job(self) -> dict[str, int]:
-        return self.dom.blockJobInfo(self.target, 0) or {}
+        return self.follow(lambda: self.dom.blockJobInfo(self.target, 0) or {})
+
+    def follow(self, read: t.Callable[[], t.Any]) -> t.Any:
+        """Read the job's state; when libvirtd went away (restarted), reconnect and read again.
+
+        The copy runs inside QEMU and outlives a libvirtd restart; libvirt
+        takes the job up again once it is back.
+        """
+        try:
+            return read()
+        except LibvirtError:
+            if self.reconnect is None:
+                raise
+        deadline = self.clock() + self.reconnect_timeout
+        while True:
+            try:
+                self.dom = self.reconnect()
+                return read()
+            except (LibvirtError, KvmImagesError):
+                if self.clock() > deadline:
+                    raise KvmImagesError(f"lost libvirt during the block copy and could not reconnect within"
+                                         f" {self.reconnect_timeout:g} s ({self.where()})") from None
+                self.sleep(1.0)
 
     def start(self, persistent: bool) -> None:
         flags = BLOCK_COPY_REUSE_EXT | (BLOCK_COPY_TRANSIENT_JOB if persistent else 0)
@@ -102,7 +127,8 @@ class BlockCopy:
                 raise KvmImagesError(f"the block copy stopped before it was ready ({self.where()});"
                                      " the guest stays on its original disk")
             self.bytes_copied = int(info.get("end", 0))
-            if info.get("end", 0) and info.get("cur") == info.get("end") and live_disk(self.dom, self.target)["mirror_ready"]:
+            if info.get("end", 0) and info.get("cur") == info.get("end") and \
+                    self.follow(lambda: live_disk(self.dom, self.target))["mirror_ready"]:
                 return
             if self.clock() - started > self.timeout:
                 raise KvmImagesError(f"the block copy was not ready within {self.timeout:g} s ({self.where()});"
@@ -152,14 +178,16 @@ class LiveConversion:
     """Decide, then copy and pivot; ``qemu`` creates and checks the destination."""
 
     def __init__(self, dom: t.Any, qemu: t.Any, *, target: str, dest: str, fmt: str,
-                 options: dict[str, t.Any] | None, bandwidth_mib: int | None, timeout: float) -> None:
+                 options: dict[str, t.Any] | None, bandwidth_mib: int | None, timeout: float,
+                 reconnect: t.Callable[[], t.Any] | None = None) -> None:
         self.dom = dom
         self.qemu = qemu
         self.target = target
         self.dest = dest
         self.fmt = fmt
         self.options = options
-        self.copy = BlockCopy(dom, target, dest, fmt, timeout=timeout, bandwidth_mib=bandwidth_mib)
+        self.copy = BlockCopy(dom, target, dest, fmt, timeout=timeout, bandwidth_mib=bandwidth_mib,
+                              reconnect=reconnect)
         self.name = dom.name()
 
     def decide(self) -> tuple[str | None, dict[str, t.Any]]:
@@ -207,6 +235,7 @@ class LiveConversion:
             libvirt_call(f"cannot start the block copy of {self.copy.where()}", self.copy.start,
                          bool(self.dom.isPersistent()))
             libvirt_call(f"the block copy of {self.copy.where()} failed", self.copy.wait_ready)
+            self.dom = self.copy.dom
             if pivot:
                 pause = libvirt_call(f"the pivot of {self.copy.where()} failed", self.copy.pivot)
                 now = live_disk(self.dom, self.target)
@@ -229,7 +258,7 @@ class LiveConversion:
 
     def runs_on_dest(self) -> bool:
         try:
-            return live_disk(self.dom, self.target)["source"] == self.dest
+            return self.copy.follow(lambda: live_disk(self.copy.dom, self.target))["source"] == self.dest
         except (KvmImagesError, LibvirtError):
             # Cannot tell: keep the file rather than risk the one the guest may use.
             return True

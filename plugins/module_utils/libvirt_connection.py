@@ -70,6 +70,11 @@ class LibvirtConnection:
                 pass
             self.conn = None
 
+    def reopen(self) -> None:
+        """A fresh connection, for when libvirtd restarted under us."""
+        self.__exit__(None, None, None)
+        self.__enter__()
+
     def domain(self, name: str) -> t.Any:
         try:
             return self.conn.lookupByName(name)

@@ -17,6 +17,8 @@ description:
     persistent one is fixed where libvirt did not rewrite it.
   - On a failure or the O(timeout) before the pivot, the job is aborted, the guest stays on its original disk
     and O(dest) is removed. After a pivot the original is stale - never point the guest back at it.
+  - The copy runs inside QEMU; when libvirtd restarts during it, the module reconnects (for up to a minute)
+    and follows the job on.
   - An existing O(dest) is refused (libvirt would overwrite it silently), except what an interrupted run of
     this module left, which it recognises by a marker file beside it.
 author: kvm.images contributors (@kvm-images)
@@ -158,8 +160,14 @@ def run(module: AnsibleModule) -> dict:
                "preallocation": params["preallocation"], "lazy_refcounts": params["lazy_refcounts"]}
     with LibvirtConnection(params["uri"]) as connection:
         dom = connection.domain(params["name"])
+
+        def reconnect():
+            connection.reopen()
+            return connection.domain(params["name"])
+
         live = LiveConversion(dom, qemu, target=params["target"], dest=params["dest"], fmt=params["format"],
-                              options=options, bandwidth_mib=params["bandwidth"], timeout=params["timeout"])
+                              options=options, bandwidth_mib=params["bandwidth"], timeout=params["timeout"],
+                              reconnect=reconnect)
         reason, disk = live.decide()
         result = {"changed": reason is not None, "dest": params["dest"], "format": params["format"],
                   "bytes_copied": 0, "duration_s": 0.0, "max_pause_s": 0.0, "pivoted": False, "verified": False}
@@ -175,7 +183,7 @@ def run(module: AnsibleModule) -> dict:
         result.update(live.run(disk, params["pivot"]))
         result["duration_s"] = round(time.monotonic() - started, 3)
         if params["verify"] and os.path.exists(params["dest"]):
-            capacity = dom.blockInfo(params["target"])[0]
+            capacity = live.dom.blockInfo(params["target"])[0]
             verify_dest(qemu, params["dest"], params["format"], capacity)
             result["verified"] = True
         result["dest_actual_size"] = os.stat(params["dest"]).st_blocks * 512

@@ -139,3 +139,46 @@ def test_a_job_that_vanishes_is_a_failure():
 
 def test_marker_sits_beside_the_destination():
     assert marker_path("/i/web 01.qcow2") == "/i/.web 01.qcow2.kvm-images-copy"
+
+
+def test_reconnects_when_libvirtd_restarts_and_follows_the_job():
+    import libvirt
+
+    clock = Clock()
+    dom = FakeDomain(clock, size=100, rate=50)
+    survivor = FakeDomain(clock, size=100, rate=50)
+    broken = {"left": 2}
+
+    def flaky_info(target, flags):
+        raise libvirt.libvirtError("Cannot write data: Broken pipe")
+
+    def reconnect():
+        broken["left"] -= 1
+        if broken["left"] > 0:
+            raise libvirt.libvirtError("Failed to connect socket")
+        survivor.started_at = dom.started_at
+        return survivor
+
+    copy = make(clock, dom, reconnect=reconnect)
+    copy.start(persistent=True)
+    dom.blockJobInfo = flaky_info
+    copy.wait_ready()
+    assert copy.dom is survivor
+    assert copy.bytes_copied == 100
+
+
+def test_gives_up_when_libvirtd_stays_away():
+    import libvirt
+
+    clock = Clock()
+    dom = FakeDomain(clock)
+
+    def never():
+        raise libvirt.libvirtError("Failed to connect socket")
+
+    copy = make(clock, dom, reconnect=never)
+    copy.reconnect_timeout = 5
+    copy.start(persistent=True)
+    dom.blockJobInfo = lambda target, flags: never()
+    with pytest.raises(KvmImagesError, match="could not reconnect within 5 s"):
+        copy.wait_ready()
