@@ -165,6 +165,9 @@ def preflight_verdict(result: dict[str, t.Any]) -> dict[str, t.Any]:
     if not safety.get("safe", False):
         problems = "; ".join(safety.get("problems") or ["not known to be safe"])
         return {"action": "skip", "reason": f"unsafe image: {problems}"}
+    if result.get("snapshots"):
+        return {"action": "skip", "reason": f"the image holds {len(result['snapshots'])} internal snapshot(s),"
+                                            " which a conversion would drop"}
     check = result.get("check") or {}
     # raw images have no metadata for qemu-img check to examine ("unsupported").
     if check.get("status") not in (None, "clean", "leaks", "unsupported"):

@@ -87,6 +87,9 @@ def decide(request: Request) -> Decision:
     if problems:
         raise KvmImagesError(f"refusing to convert {src}: {'; '.join(problems)}; nothing was written",
                              src=src, problems=problems)
+    if header.snapshots:
+        raise KvmImagesError(f"refusing to convert {src}: it holds {header.snapshots} internal snapshot(s),"
+                             " which a conversion would drop; nothing was written", src=src)
     src_format = request.src_format or header.detected_format
     dest = request.dest or destination_path(src, request.format)
     if not dest.startswith("/"):

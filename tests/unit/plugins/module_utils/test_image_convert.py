@@ -21,9 +21,10 @@ def raw_image(path, size=1 << 20):
     return str(path)
 
 
-def qcow2_image(path, size=1 << 20):
+def qcow2_image(path, size=1 << 20, snapshots=0):
     header = bytearray(4096)
-    struct.pack_into(">4sIQIIQIIQQIIQ", header, 0, b"QFI\xfb", 3, 0, 0, 16, size, 0, 0, 0x30000, 0x10000, 1, 0, 0)
+    struct.pack_into(">4sIQIIQIIQQIIQ", header, 0, b"QFI\xfb", 3, 0, 0, 16, size, 0, 0, 0x30000, 0x10000, 1,
+                     snapshots, 0)
     struct.pack_into(">QQQII", header, 72, 0, 0, 0, 4, 112)
     path.write_bytes(bytes(header))
     os.truncate(path, 0x40000)
@@ -153,3 +154,9 @@ def test_a_good_conversion_is_renamed_into_place(tmp_path):
     assert result["verified"]
     assert sorted(os.listdir(tmp_path)) == ["copy.raw", "web.raw"]
     assert atomic_file.leftovers(str(tmp_path / "copy.raw")) == []
+
+
+def test_internal_snapshots_are_never_silently_dropped(tmp_path):
+    src = qcow2_image(tmp_path / "web.qcow2", snapshots=2)
+    with pytest.raises(KvmImagesError, match="it holds 2 internal snapshot.s., which a conversion would drop"):
+        decide(request(src, src_format="qcow2", format="raw"))
