@@ -165,6 +165,8 @@ def preflight_verdict(result: dict[str, t.Any]) -> dict[str, t.Any]:
     if not safety.get("safe", False):
         problems = "; ".join(safety.get("problems") or ["not known to be safe"])
         return {"action": "skip", "reason": f"unsafe image: {problems}"}
+    if result.get("is_iso"):
+        return {"action": "skip", "reason": "an ISO 9660 image attached as a disk; left as it is"}
     if result.get("snapshots"):
         return {"action": "skip", "reason": f"the image holds {len(result['snapshots'])} internal snapshot(s),"
                                             " which a conversion would drop"}

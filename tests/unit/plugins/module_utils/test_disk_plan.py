@@ -159,9 +159,10 @@ SAFE = {"safe": True, "problems": []}
     ({"failed": True, "msg": "Permission denied"}, "skip", "preflight failed: Permission denied"),
     ({}, "skip", "unsafe image"),
     ({"exists": False, "safety": {"safe": False, "problems": []}}, "skip", "the source image does not exist"),
+    ({"safety": SAFE, "is_iso": True}, "skip", "an ISO 9660 image attached as a disk; left as it is"),
     ({"safety": SAFE, "snapshots": [{"id": "1", "name": "before-upgrade"}]}, "skip",
      "the image holds 1 internal snapshot(s), which a conversion would drop"),
-], ids=["clean", "leaks-only", "raw-unsupported", "incomplete", "unsafe", "corrupt", "failed", "no-verdict", "missing", "internal-snapshots"])
+], ids=["clean", "leaks-only", "raw-unsupported", "incomplete", "unsafe", "corrupt", "failed", "no-verdict", "missing", "iso-as-disk", "internal-snapshots"])
 def test_apply_preflight(fields, action, reason_part):
     from ansible_collections.kvm.images.plugins.module_utils.disk_plan import apply_preflight
     [record] = plan_disks([domain()], "qcow2")
