@@ -262,3 +262,16 @@ class LiveConversion:
         except (KvmImagesError, LibvirtError):
             # Cannot tell: keep the file rather than risk the one the guest may use.
             return True
+
+
+def verify_dest(qemu: t.Any, dest: str, fmt: str, capacity: int) -> None:
+    """After the pivot the guest writes to dest, so compare is moot: check its size and, for qcow2, its metadata."""
+    info = qemu.info(dest, fmt, force_share=True)
+    if info.get("virtual-size") != capacity:
+        raise KvmImagesError(f"the new image {dest} has {info.get('virtual-size')} bytes, the disk {capacity}",
+                             dest=dest)
+    if fmt == "qcow2":
+        verdict = qemu.check(dest, fmt, force_share=True)
+        if verdict["status"] != "clean":
+            raise KvmImagesError(f"qemu-img check found the new image {dest} {verdict['status']}; the guest runs"
+                                 " on it, its original is kept", dest=dest, check=verdict)

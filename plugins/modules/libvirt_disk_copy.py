@@ -126,29 +126,13 @@ reason:
 import os
 import time
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.kvm.images.plugins.module_utils.block_copy import LiveConversion
-from ansible_collections.kvm.images.plugins.module_utils.domain_xml import HAS_LXML, LXML_IMPORT_ERROR
+from ansible_collections.kvm.images.plugins.module_utils.block_copy import LiveConversion, verify_dest
 from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImagesError
-from ansible_collections.kvm.images.plugins.module_utils.libvirt_connection import (
-    HAS_LIBVIRT,
-    LIBVIRT_IMPORT_ERROR,
-    LibvirtConnection,
-)
+from ansible_collections.kvm.images.plugins.module_utils.libvirt_connection import LibvirtConnection
+from ansible_collections.kvm.images.plugins.module_utils.module_run import run_libvirt_module
 from ansible_collections.kvm.images.plugins.module_utils.qemu_img import QemuImg
-
-
-def verify_dest(qemu: QemuImg, dest: str, fmt: str, capacity: int) -> None:
-    info = qemu.info(dest, fmt, force_share=True)
-    if info.get("virtual-size") != capacity:
-        raise KvmImagesError(f"the new image {dest} has {info.get('virtual-size')} bytes, the disk {capacity}",
-                             dest=dest)
-    if fmt == "qcow2":
-        verdict = qemu.check(dest, fmt, force_share=True)
-        if verdict["status"] not in ("clean",):
-            raise KvmImagesError(f"qemu-img check found the new image {dest} {verdict['status']}; the guest runs"
-                                 " on it, its original is kept", dest=dest, check=verdict)
 
 
 def run(module: AnsibleModule) -> dict:
@@ -209,14 +193,7 @@ def main() -> None:
         ),
         supports_check_mode=True,
     )
-    if not HAS_LIBVIRT:
-        module.fail_json(msg=missing_required_lib("libvirt-python"), exception=LIBVIRT_IMPORT_ERROR)
-    if not HAS_LXML:
-        module.fail_json(msg=missing_required_lib("lxml"), exception=LXML_IMPORT_ERROR)
-    try:
-        module.exit_json(**run(module))
-    except KvmImagesError as exc:
-        module.fail_json(**exc.fail_json_kwargs())
+    run_libvirt_module(module, run)
 
 
 if __name__ == "__main__":

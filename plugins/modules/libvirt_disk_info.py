@@ -150,17 +150,12 @@ filesystems:
       elements: str
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.kvm.images.plugins.module_utils.disk_inventory import add_filesystems, describe_hypervisor
-from ansible_collections.kvm.images.plugins.module_utils.domain_xml import HAS_LXML, LXML_IMPORT_ERROR
-from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImagesError
 from ansible_collections.kvm.images.plugins.module_utils.image_facts import gather
-from ansible_collections.kvm.images.plugins.module_utils.libvirt_connection import (
-    HAS_LIBVIRT,
-    LIBVIRT_IMPORT_ERROR,
-    LibvirtConnection,
-)
+from ansible_collections.kvm.images.plugins.module_utils.libvirt_connection import LibvirtConnection
+from ansible_collections.kvm.images.plugins.module_utils.module_run import run_libvirt_module
 from ansible_collections.kvm.images.plugins.module_utils.qemu_img import QemuImg
 
 
@@ -172,6 +167,15 @@ def add_image_info(module: AnsibleModule, domains: list[dict]) -> None:
                 disk["image"] = gather(qemu, disk["source"], disk["driver_type"], force_share=True)
 
 
+def run(module: AnsibleModule) -> dict:
+    with LibvirtConnection(module.params["uri"]) as connection:
+        domains = describe_hypervisor(connection, module.params["name"])
+    filesystems = add_filesystems(domains)
+    if module.params["image_info"]:
+        add_image_info(module, domains)
+    return {"changed": False, "domains": domains, "filesystems": filesystems}
+
+
 def main() -> None:
     module = AnsibleModule(
         argument_spec=dict(
@@ -181,19 +185,7 @@ def main() -> None:
         ),
         supports_check_mode=True,
     )
-    if not HAS_LIBVIRT:
-        module.fail_json(msg=missing_required_lib("libvirt-python"), exception=LIBVIRT_IMPORT_ERROR)
-    if not HAS_LXML:
-        module.fail_json(msg=missing_required_lib("lxml"), exception=LXML_IMPORT_ERROR)
-    try:
-        with LibvirtConnection(module.params["uri"]) as connection:
-            domains = describe_hypervisor(connection, module.params["name"])
-        filesystems = add_filesystems(domains)
-        if module.params["image_info"]:
-            add_image_info(module, domains)
-    except KvmImagesError as exc:
-        module.fail_json(**exc.fail_json_kwargs())
-    module.exit_json(changed=False, domains=domains, filesystems=filesystems)
+    run_libvirt_module(module, run)
 
 
 if __name__ == "__main__":

@@ -113,21 +113,13 @@ previous_xml:
   type: str
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.kvm.images.plugins.module_utils.disk_update import DiskUpdate, check_new_source
-from ansible_collections.kvm.images.plugins.module_utils.domain_xml import (
-    DRIVER_OPTIONS,
-    HAS_LXML,
-    LXML_IMPORT_ERROR,
-)
+from ansible_collections.kvm.images.plugins.module_utils.domain_xml import DRIVER_OPTIONS
 from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImagesError
-from ansible_collections.kvm.images.plugins.module_utils.libvirt_connection import (
-    HAS_LIBVIRT,
-    LIBVIRT_IMPORT_ERROR,
-    LibvirtConnection,
-    libvirt_call,
-)
+from ansible_collections.kvm.images.plugins.module_utils.module_run import run_libvirt_module
+from ansible_collections.kvm.images.plugins.module_utils.libvirt_connection import LibvirtConnection, libvirt_call
 
 
 def describe_change(before: dict, params: dict) -> str:
@@ -193,14 +185,7 @@ def main() -> None:
         mutually_exclusive=[("target", "match_source")],
         supports_check_mode=True,
     )
-    if not HAS_LIBVIRT:
-        module.fail_json(msg=missing_required_lib("libvirt-python"), exception=LIBVIRT_IMPORT_ERROR)
-    if not HAS_LXML:
-        module.fail_json(msg=missing_required_lib("lxml"), exception=LXML_IMPORT_ERROR)
-    try:
-        module.exit_json(**run(module))
-    except KvmImagesError as exc:
-        module.fail_json(**exc.fail_json_kwargs())
+    run_libvirt_module(module, run)
 
 
 if __name__ == "__main__":

@@ -85,17 +85,15 @@ reason:
   sample: running -> shut off (ACPI shutdown)
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.kvm.images.plugins.module_utils.domain_power import PowerControl, power_action
-from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImagesError
 from ansible_collections.kvm.images.plugins.module_utils.libvirt_connection import (
-    HAS_LIBVIRT,
-    LIBVIRT_IMPORT_ERROR,
     LibvirtConnection,
     libvirt_call,
     state_name,
 )
+from ansible_collections.kvm.images.plugins.module_utils.module_run import run_libvirt_module
 
 
 def run(module: AnsibleModule) -> dict:
@@ -133,12 +131,7 @@ def main() -> None:
         ),
         supports_check_mode=True,
     )
-    if not HAS_LIBVIRT:
-        module.fail_json(msg=missing_required_lib("libvirt-python"), exception=LIBVIRT_IMPORT_ERROR)
-    try:
-        module.exit_json(**run(module))
-    except KvmImagesError as exc:
-        module.fail_json(**exc.fail_json_kwargs())
+    run_libvirt_module(module, run)
 
 
 if __name__ == "__main__":

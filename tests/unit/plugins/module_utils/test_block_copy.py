@@ -17,17 +17,7 @@ from ansible_collections.kvm.images.plugins.module_utils.block_copy import (
     marker_path,
 )
 from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImagesError
-
-
-class Clock:
-    def __init__(self):
-        self.now = 0.0
-
-    def __call__(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self.now += seconds
+from ansible_collections.kvm.images.tests.unit.plugins.module_utils.fake_clock import FakeClock
 
 
 class FakeDomain:
@@ -85,7 +75,7 @@ def make(clock, dom, **kwargs):
 
 
 def test_start_flags_and_bandwidth():
-    clock = Clock()
+    clock = FakeClock()
     dom = FakeDomain(clock)
     make(clock, dom, bandwidth_mib=16).start(persistent=True)
     name, target, xml, params, flags = dom.calls[0]
@@ -95,14 +85,14 @@ def test_start_flags_and_bandwidth():
 
 
 def test_transient_domain_copies_without_the_transient_job_flag():
-    clock = Clock()
+    clock = FakeClock()
     dom = FakeDomain(clock)
     make(clock, dom).start(persistent=False)
     assert dom.calls[0][4] == BLOCK_COPY_REUSE_EXT
 
 
 def test_waits_for_ready_then_pivots():
-    clock = Clock()
+    clock = FakeClock()
     dom = FakeDomain(clock, size=100, rate=50)
     copy = make(clock, dom)
     copy.start(persistent=True)
@@ -116,7 +106,7 @@ def test_waits_for_ready_then_pivots():
 
 
 def test_never_pivots_before_ready_and_aborts_at_the_timeout():
-    clock = Clock()
+    clock = FakeClock()
     dom = FakeDomain(clock, size=1000, rate=1)
     copy = make(clock, dom, timeout=5)
     copy.start(persistent=True)
@@ -129,7 +119,7 @@ def test_never_pivots_before_ready_and_aborts_at_the_timeout():
 
 
 def test_a_job_that_vanishes_is_a_failure():
-    clock = Clock()
+    clock = FakeClock()
     dom = FakeDomain(clock, size=1000, rate=10, vanish_at=1.0)
     copy = make(clock, dom)
     copy.start(persistent=True)
@@ -144,7 +134,7 @@ def test_marker_sits_beside_the_destination():
 def test_reconnects_when_libvirtd_restarts_and_follows_the_job():
     import libvirt
 
-    clock = Clock()
+    clock = FakeClock()
     dom = FakeDomain(clock, size=100, rate=50)
     survivor = FakeDomain(clock, size=100, rate=50)
     broken = {"left": 2}
@@ -170,7 +160,7 @@ def test_reconnects_when_libvirtd_restarts_and_follows_the_job():
 def test_gives_up_when_libvirtd_stays_away():
     import libvirt
 
-    clock = Clock()
+    clock = FakeClock()
     dom = FakeDomain(clock)
 
     def never():

@@ -64,7 +64,12 @@ def test_a_definition_changed_meanwhile_is_not_overwritten():
 
 def test_a_definition_that_reads_back_wrong_is_reported():
     dom = FakeDomain([WEB01, WEB01])
-    dom.connect = lambda: type("C", (), {"defineXML": lambda self, xml: None})()
+
+    class IgnoringConnection:
+        def defineXML(self, xml):
+            """libvirt accepted the definition but kept the old one."""
+
+    dom.connect = IgnoringConnection
     update = DiskUpdate(dom, target="vda", match_source=None)
     edit = update.plan("/var/lib/libvirt/images/system.qcow2", "qcow2", {})
     with pytest.raises(KvmImagesError, match="reads back as"):

@@ -8,17 +8,7 @@ import pytest
 
 from ansible_collections.kvm.images.plugins.module_utils.domain_power import PowerControl, power_action
 from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImagesError
-
-
-class FakeClock:
-    def __init__(self):
-        self.now = 0.0
-
-    def __call__(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self.now += seconds
+from ansible_collections.kvm.images.tests.unit.plugins.module_utils.fake_clock import FakeClock
 
 
 class FakeDomain:

@@ -11,17 +11,7 @@ import pytest
 
 from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImagesError
 from ansible_collections.kvm.images.plugins.module_utils.host_lock import HostLock, try_create
-
-
-class FakeClock:
-    def __init__(self, now=1000.0):
-        self.now = now
-
-    def __call__(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self.now += seconds
+from ansible_collections.kvm.images.tests.unit.plugins.module_utils.fake_clock import FakeClock
 
 
 def test_acquire_release_and_idempotence(tmp_path):
@@ -37,7 +27,7 @@ def test_acquire_release_and_idempotence(tmp_path):
 
 def test_second_run_waits_then_fails_without_touching_the_lock(tmp_path):
     path = str(tmp_path / "lock")
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     HostLock(path, "run-a", clock=clock).acquire(0, 3600)
     second = HostLock(path, "run-b", clock=clock, sleep=clock.sleep)
     with pytest.raises(KvmImagesError) as caught:
@@ -52,7 +42,7 @@ def test_second_run_gets_the_lock_once_released(tmp_path):
     path = str(tmp_path / "lock")
     first = HostLock(path, "run-a")
     first.acquire(0, 3600)
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
 
     def sleep_and_release(seconds):
         clock.sleep(seconds)
