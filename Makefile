@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV ?= $(CURDIR)/.venv
 export KVM_IMAGES_VENV := $(VENV)
 
-.PHONY: setup demo test sanity units integration package lint clean
+.PHONY: setup demo test sanity units integration package lint docs oldest newest clean
 
 setup:
 	tools/setup-host.sh
@@ -12,7 +12,7 @@ demo: setup
 	tools/run-demo.sh
 
 test: setup
-	tools/run-tests.sh sanity units integration package lint
+	tools/run-tests.sh sanity units integration package lint docs oldest newest
 
 sanity: setup
 	tools/run-tests.sh sanity
@@ -28,6 +28,15 @@ package: setup
 
 lint: setup
 	tools/run-tests.sh lint
+
+docs: setup
+	tools/run-tests.sh docs
+
+oldest: setup
+	tools/run-tests.sh oldest
+
+newest: setup
+	tools/run-tests.sh newest
 
 clean:
 	rm -rf build tests/output

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run the test phases from a copy of the tree inside ansible_collections/kvm/images.
-# Usage: run-tests.sh [sanity] [units] [integration] [package] [lint]   (default: all)
+# Usage: run-tests.sh [sanity] [units] [integration] [package] [lint] [docs] [oldest] [newest]   (default: all)
 # Extra arguments for one phase: SANITY_ARGS, UNITS_ARGS, INTEGRATION_ARGS
 # (e.g. INTEGRATION_ARGS=qemu_image_info to run one target).
 set -euo pipefail
@@ -10,7 +10,7 @@ venv=${KVM_IMAGES_VENV:-$root/.venv}
 lab_dir=${KVM_IMAGES_LAB:-/var/lib/kvm-images-lab}
 python_version=$("$venv/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 phases=("$@")
-[ "${#phases[@]}" -gt 0 ] || phases=(sanity units integration package lint)
+[ "${#phases[@]}" -gt 0 ] || phases=(sanity units integration package lint docs oldest newest)
 
 export PATH="$venv/bin:$PATH"
 export ANSIBLE_FORCE_COLOR=0
@@ -29,7 +29,7 @@ declare -A took=()
 status=0
 for phase in "${phases[@]}"; do
   started=$(date +%s)
-  echo "==> ansible-test $phase"
+  echo "==> phase $phase"
   case $phase in
     sanity)
       # shellcheck disable=SC2086
@@ -49,6 +49,12 @@ for phase in "${phases[@]}"; do
       ;;
     lint)
       "$root/tools/lint.sh" || status=1
+      ;;
+    docs)
+      "$root/tools/docs-site.sh" || status=1
+      ;;
+    oldest|newest)
+      "$root/tools/version-check.sh" "$phase" || status=1
       ;;
     *)
       echo "unknown phase: $phase" >&2

@@ -63,26 +63,10 @@ make_venv() {
   echo "$want" > "$stamp"
 }
 
-# ansible-test bootstraps pip in its sanity venvs with a script from a file host
-# these machines cannot reach; seed its cache with our stand-in for each pip
-# version it asks for.
-seed_ansible_test_pip() {
-  local version cache
-  version=$("$venv/bin/python" - <<'PY'
-import re, ansible_test, pathlib
-source = pathlib.Path(ansible_test.__file__).parent / "_internal" / "python_requirements.py"
-print(re.search(r"pip='([0-9.]+)'", source.read_text()).group(1))
-PY
-)
-  cache=$HOME/.ansible/test/cache/get_pip_${version//./_}.py
-  mkdir -p "$(dirname "$cache")"
-  cmp -s "$root/tools/get-pip-offline.py" "$cache" || cp "$root/tools/get-pip-offline.py" "$cache"
-}
-
 log "host setup"
 install_packages
 make_venv
-seed_ansible_test_pip
+"$root/tools/seed-ansible-test-pip.sh" "$venv"
 "$root/tools/start-libvirt.sh"
 "$root/tests/guest/build.sh" "$lab_dir/guest"
 log "ready: venv $venv, lab $lab_dir"

@@ -16,10 +16,17 @@ import tempfile
 import typing as t
 
 TEMP_MARK = ".kvm-images-tmp-"
+LIVE_COPY_MARK = ".kvm-images-copy"
 
 
 def temp_prefix(dest: str) -> str:
     return "." + os.path.basename(dest) + TEMP_MARK
+
+
+def live_copy_marker(dest: str) -> str:
+    """Beside a destination a live block copy writes into directly (no temp file): while it is there,
+    the destination is unfinished, whatever its header says."""
+    return os.path.join(os.path.dirname(dest), "." + os.path.basename(dest) + LIVE_COPY_MARK)
 
 
 def make_temp(dest: str) -> str:

@@ -11,6 +11,7 @@ import typing as t
 from xml.sax.saxutils import quoteattr
 
 from ansible_collections.kvm.images.plugins.module_utils import domain_xml
+from ansible_collections.kvm.images.plugins.module_utils.atomic_file import live_copy_marker
 from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImagesError
 from ansible_collections.kvm.images.plugins.module_utils.libvirt_connection import (
     LibvirtError,
@@ -24,12 +25,6 @@ BLOCK_COPY_REUSE_EXT = 2
 BLOCK_COPY_TRANSIENT_JOB = 4
 BLOCK_JOB_ABORT_PIVOT = 2
 BLOCK_COPY_BANDWIDTH = "bandwidth"
-MARK_SUFFIX = ".kvm-images-copy"
-
-
-def marker_path(dest: str) -> str:
-    """Beside a destination this collection is copying into; tells its leftovers from anyone's file."""
-    return os.path.join(os.path.dirname(dest), "." + os.path.basename(dest) + MARK_SUFFIX)
 
 
 def dest_xml(dest: str, fmt: str) -> str:
@@ -43,7 +38,21 @@ def live_disk(dom: t.Any, target: str) -> dict[str, t.Any]:
     mirror = disk.find("mirror")
     facts["mirror_ready"] = mirror is not None and mirror.get("ready") == "yes"
     facts["mirror"] = mirror is not None
+    facts["mirror_source"] = mirror_source(mirror)
     return facts
+
+
+def mirror_source(mirror: t.Any) -> str | None:
+    """The file a block copy writes to: <source file=…/> in current libvirt, the file attribute in older."""
+    if mirror is None:
+        return None
+    source = mirror.find("source")
+    return source.get("file") if source is not None and source.get("file") else mirror.get("file")
+
+
+def is_leftover_job(disk: dict[str, t.Any], dest: str) -> bool:
+    """A copy job into ``dest`` that this collection started (its marker is there) and whose run died."""
+    return disk["mirror"] and disk["mirror_source"] == dest and os.path.exists(live_copy_marker(dest))
 
 
 def persistent_disk(dom: t.Any, target: str) -> dict[str, t.Any]:
@@ -149,6 +158,15 @@ class BlockCopy:
         """Keep the copy as it is at READY and leave the guest on its disk."""
         self.dom.blockJobAbort(self.target, 0)
 
+    def abort_leftover(self) -> None:
+        """End a copy job a killed earlier run left behind; the guest stays on its source."""
+        self.dom.blockJobAbort(self.target, 0)
+        deadline = self.clock() + 30
+        while self.job():
+            if self.clock() > deadline:
+                raise KvmImagesError(f"the earlier run's block copy did not end within 30 s ({self.where()})")
+            self.sleep(0.05)
+
     def abort(self) -> None:
         """Best effort: stop our job if it still runs. Before a pivot the guest stays on its source."""
         try:
@@ -189,6 +207,7 @@ class LiveConversion:
         self.copy = BlockCopy(dom, target, dest, fmt, timeout=timeout, bandwidth_mib=bandwidth_mib,
                               reconnect=reconnect)
         self.name = dom.name()
+        self.leftover_job = False
 
     def decide(self) -> tuple[str | None, dict[str, t.Any]]:
         """(reason or None, the live disk); raises when the copy must not start."""
@@ -207,22 +226,32 @@ class LiveConversion:
                 if (stored["source"], stored["driver_type"]) != (self.dest, self.fmt):
                     return "the persistent definition is pointed at the copy the guest runs on", disk
             return None, disk
+        if is_leftover_job(disk, self.dest):
+            self.leftover_job = True
+            return (f"{disk['source']} ({disk['driver_type']}) -> {self.dest} ({self.fmt}), live; the block copy"
+                    " an interrupted earlier run left is aborted and started again"), disk
         if disk["mirror"] or self.copy.job():
-            raise KvmImagesError(f"domain {self.name}, disk {self.target} already has a block job; nothing was created",
-                                 domain=self.name)
+            raise KvmImagesError(f"domain {self.name}, disk {self.target} already has a block job"
+                                 f" (into {disk['mirror_source'] or 'an unknown destination'}), not one this"
+                                 f" collection left for {self.dest}; nothing was created", domain=self.name)
         if not os.path.isdir(os.path.dirname(self.dest)):
             raise KvmImagesError(f"destination directory {os.path.dirname(self.dest)} does not exist;"
                                  " nothing was created", dest=self.dest)
-        if os.path.lexists(self.dest) and not os.path.exists(marker_path(self.dest)):
+        if os.path.lexists(self.dest) and not os.path.exists(live_copy_marker(self.dest)):
             raise KvmImagesError(f"{self.dest} exists; a block copy would overwrite it. Nothing was changed",
                                  dest=self.dest)
         return f"{disk['source']} ({disk['driver_type']}) -> {self.dest} ({self.fmt}), live", disk
 
     def run(self, disk: dict[str, t.Any], pivot: bool) -> dict[str, t.Any]:
+        marker = live_copy_marker(self.dest)
         if (disk["source"], disk["driver_type"]) == (self.dest, self.fmt):
+            # A run killed between the pivot and fixing the definition: finish its work.
             fix_persistent(self.dom, self.target, self.dest, self.fmt)
+            if os.path.lexists(marker):
+                os.unlink(marker)
             return {"bytes_copied": 0, "max_pause_s": 0.0, "pivoted": False}
-        marker = marker_path(self.dest)
+        if self.leftover_job:
+            libvirt_call(f"cannot end the earlier run's block copy of {self.copy.where()}", self.copy.abort_leftover)
         for leftover in (self.dest, marker):
             if os.path.lexists(leftover):
                 os.unlink(leftover)

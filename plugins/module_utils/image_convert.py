@@ -58,6 +58,7 @@ class Decision:
     reason: str | None
     leftovers: list[str]
     dest_exists: bool
+    unfinished_live_copy: bool = False
 
 
 def free_bytes(directory: str) -> int:
@@ -69,7 +70,8 @@ def up_to_date(dest: str, dest_header: HeaderReport, src: str, src_header: Heade
     """A dest of the target format and size, not older than the source, is the earlier run's result.
 
     Enough without reading the images in full because dest only ever appears
-    through a verified rename, and a source changed since would be newer.
+    through a verified rename, or as a live copy whose marker goes only once it
+    is finished (decide checks that first), and a source changed since would be newer.
     """
     return (dest_header.detected_format == fmt
             and dest_header.virtual_size == src_header.virtual_size
@@ -104,11 +106,18 @@ def decide(request: Request) -> Decision:
     found = atomic_file.leftovers(dest)
     exists = os.path.lexists(dest)
     reason = None
+    unfinished_live_copy = exists and os.path.lexists(atomic_file.live_copy_marker(dest))
     if exists:
         if not os.path.isfile(dest):
             raise KvmImagesError(f"{dest} exists and is not a regular file; nothing was written", dest=dest)
         dest_header = inspect_path(dest)
-        if up_to_date(dest, dest_header, src, header, request.format) and not request.force:
+        if unfinished_live_copy:
+            # Its header and size are those of a finished image: never take it for one.
+            if held_by_qemu(dest):
+                raise KvmImagesError(f"{dest} is the destination of a live block copy, and QEMU holds it: the copy"
+                                     " still runs or the guest runs on it. Nothing was written", dest=dest)
+            reason = f"{dest} is an unfinished live copy an interrupted run left; it is replaced"
+        elif up_to_date(dest, dest_header, src, header, request.format) and not request.force:
             reason = None
         elif request.force:
             reason = f"{dest} is replaced (force)"
@@ -125,7 +134,7 @@ def decide(request: Request) -> Decision:
                              " copy it live with kvm.images.libvirt_disk_copy. Nothing was written", src=src)
     if not convert and found:
         reason = f"leftovers of an interrupted run removed: {', '.join(found)}"
-    return Decision(src, dest, src_format, header, convert, reason, found, exists)
+    return Decision(src, dest, src_format, header, convert, reason, found, exists, unfinished_live_copy)
 
 
 def create_options(request: Request) -> dict[str, t.Any]:
@@ -213,4 +222,6 @@ class Converter:
         except BaseException:
             atomic_file.remove_quietly(temp)
             raise
+        if decision.unfinished_live_copy:
+            atomic_file.remove_quietly(atomic_file.live_copy_marker(decision.dest))
         return {"argv": argv, "duration_s": round(time.monotonic() - started, 3), "verified": request.verify}

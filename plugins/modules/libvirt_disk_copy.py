@@ -21,6 +21,9 @@ description:
     and follows the job on.
   - An existing O(dest) is refused (libvirt would overwrite it silently), except what an interrupted run of
     this module left, which it recognises by a marker file beside it.
+  - A block copy into O(dest) that such a run left running (the process following it was killed, or libvirtd
+    stayed away longer than the module waited) is aborted - the guest stays on its original disk - and the copy
+    starts again. Any other block job on the disk is refused.
 author: kvm.images contributors (@kvm-images)
 extends_documentation_fragment:
   - kvm.images.attributes

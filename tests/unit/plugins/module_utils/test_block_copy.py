@@ -14,8 +14,8 @@ from ansible_collections.kvm.images.plugins.module_utils.block_copy import (
     BLOCK_JOB_ABORT_PIVOT,
     BlockCopy,
     dest_xml,
-    marker_path,
 )
+from ansible_collections.kvm.images.plugins.module_utils.atomic_file import live_copy_marker
 from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImagesError
 from ansible_collections.kvm.images.tests.unit.plugins.module_utils.fake_clock import FakeClock
 
@@ -128,7 +128,7 @@ def test_a_job_that_vanishes_is_a_failure():
 
 
 def test_marker_sits_beside_the_destination():
-    assert marker_path("/i/web 01.qcow2") == "/i/.web 01.qcow2.kvm-images-copy"
+    assert live_copy_marker("/i/web 01.qcow2") == "/i/.web 01.qcow2.kvm-images-copy"
 
 
 def test_reconnects_when_libvirtd_restarts_and_follows_the_job():

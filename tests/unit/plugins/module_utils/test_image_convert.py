@@ -10,7 +10,7 @@ import struct
 
 import pytest
 
-from ansible_collections.kvm.images.plugins.module_utils import atomic_file
+from ansible_collections.kvm.images.plugins.module_utils import atomic_file, image_convert
 from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImagesError
 from ansible_collections.kvm.images.plugins.module_utils.image_convert import Converter, Request, decide
 
@@ -160,3 +160,29 @@ def test_internal_snapshots_are_never_silently_dropped(tmp_path):
     src = qcow2_image(tmp_path / "web.qcow2", snapshots=2)
     with pytest.raises(KvmImagesError, match="it holds 2 internal snapshot.s., which a conversion would drop"):
         decide(request(src, src_format="qcow2", format="raw"))
+
+
+def unfinished_live_copy(tmp_path):
+    """What a killed live block copy leaves: a qcow2 of the right size, newer than its source, and the marker."""
+    src = raw_image(tmp_path / "web.raw")
+    dest = qcow2_image(tmp_path / "web.qcow2")
+    open(atomic_file.live_copy_marker(dest), "w", encoding="utf-8").close()
+    return src, dest
+
+
+def test_an_unfinished_live_copy_is_never_taken_for_a_finished_conversion(tmp_path):
+    src, dest = unfinished_live_copy(tmp_path)
+    decision = decide(request(src))
+    assert decision.convert and decision.unfinished_live_copy
+    assert decision.reason == f"{dest} is an unfinished live copy an interrupted run left; it is replaced"
+    req = request(src, verify=False)
+    Converter(FakeModule(), FakeQemu()).run(decision, req, None, None, None)
+    assert sorted(os.listdir(tmp_path)) == ["web.qcow2", "web.raw"]
+    assert (tmp_path / "web.qcow2").read_bytes() == b"partial"  # what the fake qemu-img wrote: a new conversion
+
+
+def test_a_live_copy_qemu_still_holds_is_refused(tmp_path, monkeypatch):
+    src, dest = unfinished_live_copy(tmp_path)
+    monkeypatch.setattr(image_convert, "held_by_qemu", lambda path: path == dest)
+    with pytest.raises(KvmImagesError, match="destination of a live block copy, and QEMU holds it"):
+        decide(request(src))

@@ -1,0 +1,148 @@
+# Copyright (c) kvm.images contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""A block copy left running by a run that was killed: taken over when it is ours, refused when not."""
+
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.kvm.images.plugins.module_utils import block_copy, domain_xml
+from ansible_collections.kvm.images.plugins.module_utils.block_copy import (
+    BLOCK_JOB_ABORT_PIVOT,
+    LiveConversion,
+    is_leftover_job,
+    mirror_source,
+)
+from ansible_collections.kvm.images.plugins.module_utils.atomic_file import LIVE_COPY_MARK, live_copy_marker
+from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImagesError
+
+DISK = "<disk type='file' device='disk'><source file='/d/a.raw'/><target dev='vda'/>%s</disk>"
+
+
+@pytest.mark.parametrize("mirror, expected", [
+    ("", None),
+    ("<mirror type='file' job='copy' ready='yes'><format type='qcow2'/><source file='/d/a.qcow2'/></mirror>",
+     "/d/a.qcow2"),
+    ("<mirror type='file' file='/d/old.qcow2' format='qcow2' job='copy'/>", "/d/old.qcow2"),
+])
+def test_mirror_source_reads_both_forms_libvirt_writes(mirror, expected):
+    assert mirror_source(domain_xml.parse(DISK % mirror).find("mirror")) == expected
+
+
+class StrandedDomain:
+    """A running transient domain whose disk vda is mirrored into ``mirror_to`` by a job nobody follows."""
+
+    def __init__(self, mirror_to):
+        self.source = "/d/a.raw"
+        self.mirror_to = mirror_to
+        self.calls = []
+
+    def name(self):
+        return "web01"
+
+    def isActive(self):
+        return 1
+
+    def isPersistent(self):
+        return 0
+
+    def blockInfo(self, target):
+        return [1 << 20, 1 << 20, 1 << 20]
+
+    def blockJobInfo(self, target, flags):
+        return {"type": 2, "cur": 1 << 20, "end": 1 << 20} if self.mirror_to else {}
+
+    def blockCopy(self, target, xml, params, flags):
+        self.calls.append("copy")
+        self.mirror_to = domain_xml.parse(xml).find("source").get("file")
+
+    def blockJobAbort(self, target, flags):
+        self.calls.append("pivot" if flags == BLOCK_JOB_ABORT_PIVOT else "abort")
+        if flags == BLOCK_JOB_ABORT_PIVOT:
+            self.source = self.mirror_to
+        self.mirror_to = None
+
+
+class Qemu:
+    def create(self, dest, fmt, capacity, options=None):
+        with open(dest, "wb") as image:
+            image.truncate(capacity)
+
+
+@pytest.fixture(autouse=True)
+def live_disk_from_the_fake(monkeypatch):
+    def live_disk(dom, target):
+        return {"source": dom.source, "driver_type": "qcow2" if dom.source.endswith(".qcow2") else "raw",
+                "device": "disk", "type": "file", "shareable": False, "readonly": False,
+                "mirror": dom.mirror_to is not None, "mirror_ready": dom.mirror_to is not None,
+                "mirror_source": dom.mirror_to}
+    monkeypatch.setattr(block_copy, "live_disk", live_disk)
+
+
+def conversion(dom, dest):
+    return LiveConversion(dom, Qemu(), target="vda", dest=dest, fmt="qcow2", options=None, bandwidth_mib=None,
+                          timeout=10)
+
+
+def leave_behind(dest):
+    """What a killed run leaves: its marker and a half-written destination."""
+    open(live_copy_marker(dest), "w", encoding="utf-8").close()
+    open(dest, "wb").close()
+
+
+def test_only_a_job_into_our_destination_with_our_marker_is_a_leftover(tmp_path):
+    dest = str(tmp_path / "a.qcow2")
+    disk = {"mirror": True, "mirror_source": dest}
+    assert not is_leftover_job(disk, dest)
+    leave_behind(dest)
+    assert is_leftover_job(disk, dest)
+    assert not is_leftover_job({"mirror": True, "mirror_source": str(tmp_path / "other.qcow2")}, dest)
+    assert not is_leftover_job({"mirror": False, "mirror_source": None}, dest)
+
+
+def test_a_leftover_job_is_aborted_then_the_copy_starts_again_and_pivots(tmp_path):
+    dest = str(tmp_path / "a.qcow2")
+    leave_behind(dest)
+    dom = StrandedDomain(mirror_to=dest)
+    live = conversion(dom, dest)
+    reason, disk = live.decide()
+    assert "interrupted earlier run" in reason
+    result = live.run(disk, pivot=True)
+    assert dom.calls == ["abort", "copy", "pivot"]
+    assert dom.source == dest and dom.mirror_to is None
+    assert result["pivoted"]
+    assert not (tmp_path / ("." + "a.qcow2" + LIVE_COPY_MARK)).exists()
+
+
+def test_a_job_this_collection_did_not_start_is_left_alone(tmp_path):
+    dest = str(tmp_path / "a.qcow2")
+    dom = StrandedDomain(mirror_to="/elsewhere/backup.qcow2")
+    with pytest.raises(KvmImagesError, match="into /elsewhere/backup.qcow2.*nothing was created"):
+        conversion(dom, dest).decide()
+    assert dom.calls == [] and not (tmp_path / "a.qcow2").exists()
+
+
+def test_a_job_into_our_path_without_our_marker_is_not_ours(tmp_path):
+    dest = str(tmp_path / "a.qcow2")
+    dom = StrandedDomain(mirror_to=dest)
+    with pytest.raises(KvmImagesError, match="already has a block job"):
+        conversion(dom, dest).decide()
+    assert dom.calls == []
+
+
+def test_a_run_killed_after_the_pivot_is_finished_by_the_next(tmp_path, monkeypatch):
+    dest = str(tmp_path / "a.qcow2")
+    leave_behind(dest)
+    dom = StrandedDomain(mirror_to=None)
+    dom.source = dest
+    dom.isPersistent = lambda: 1
+    fixed = []
+    monkeypatch.setattr(block_copy, "persistent_disk", lambda dom, target: {"source": "/d/a.raw", "driver_type": "raw"})
+    monkeypatch.setattr(block_copy, "fix_persistent", lambda *args: fixed.append(args) or True)
+    live = conversion(dom, dest)
+    reason, disk = live.decide()
+    assert reason == "the persistent definition is pointed at the copy the guest runs on"
+    live.run(disk, pivot=True)
+    assert fixed and dom.calls == []
+    assert not (tmp_path / ("." + "a.qcow2" + LIVE_COPY_MARK)).exists()
