@@ -13,6 +13,7 @@ from ansible_collections.kvm.images.plugins.module_utils.disk_plan import (
     merge_records,
     outcome_records,
     plan_disks,
+    preflight_requests,
     report_records,
     rollback_plan,
     space_by_filesystem,
@@ -42,6 +43,13 @@ def disk_format_preflight(records: list[dict[str, t.Any]], results: list[dict[st
         return apply_preflight(records, results)
     except (ValueError, KeyError, TypeError) as exc:
         raise AnsibleFilterError(f"disk_format_preflight: {exc}") from exc
+
+
+def disk_format_preflight_requests(records: list[dict[str, t.Any]]) -> list[dict[str, t.Any]]:
+    try:
+        return preflight_requests(records)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise AnsibleFilterError(f"disk_format_preflight_requests: {exc}") from exc
 
 
 def disk_format_rollback_plan(records: list[dict[str, t.Any]], domains: list[dict[str, t.Any]],
@@ -83,6 +91,7 @@ class FilterModule:
             "disk_format_plan": disk_format_plan,
             "disk_format_space": disk_format_space,
             "disk_format_preflight": disk_format_preflight,
+            "disk_format_preflight_requests": disk_format_preflight_requests,
             "disk_format_rollback_plan": disk_format_rollback_plan,
             "disk_format_outcomes": disk_format_outcomes,
             "disk_format_report_records": disk_format_report_records,

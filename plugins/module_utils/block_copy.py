@@ -102,11 +102,13 @@ class BlockCopy:
         """Read the job's state; when libvirtd went away (restarted), reconnect and read again.
 
         The copy runs inside QEMU and outlives a libvirtd restart; libvirt
-        takes the job up again once it is back.
+        takes the job up again once it is back. A guest that stopped (destroyed,
+        crashed) took its job with it: that is a failure at once, not a wait.
         """
         try:
             return read()
         except LibvirtError:
+            self.fail_if_stopped()
             if self.reconnect is None:
                 raise
         deadline = self.clock() + self.reconnect_timeout
@@ -115,10 +117,21 @@ class BlockCopy:
                 self.dom = self.reconnect()
                 return read()
             except (LibvirtError, KvmImagesError):
+                self.fail_if_stopped()
                 if self.clock() > deadline:
                     raise KvmImagesError(f"lost libvirt during the block copy and could not reconnect within"
                                          f" {self.reconnect_timeout:g} s ({self.where()})") from None
                 self.sleep(1.0)
+
+    def fail_if_stopped(self) -> None:
+        try:
+            running = self.dom.isActive()
+        except LibvirtError:
+            # libvirtd itself does not answer: reconnecting will tell.
+            return
+        if not running:
+            raise KvmImagesError(f"the guest stopped during the block copy ({self.where()}); its job went with it"
+                                 " and its definition still names its original disk", domain=self.name)
 
     def start(self, persistent: bool) -> None:
         flags = BLOCK_COPY_REUSE_EXT | (BLOCK_COPY_TRANSIENT_JOB if persistent else 0)
@@ -172,8 +185,8 @@ class BlockCopy:
         try:
             if self.job():
                 self.dom.blockJobAbort(self.target, 0)
-        except LibvirtError:
-            # The caller reports its own error; the job or libvirt is gone.
+        except (LibvirtError, KvmImagesError):
+            # The caller reports its own error; the job, the guest or libvirt is gone.
             pass
 
 

@@ -139,13 +139,37 @@ def space_by_filesystem(records: list[dict[str, t.Any]], filesystems: list[dict[
     return sorted(totals.values(), key=lambda entry: entry["filesystem"])
 
 
-def apply_preflight(records: list[dict[str, t.Any]], results: list[dict[str, t.Any]]) -> list[dict[str, t.Any]]:
-    """Fold the per-disk ``qemu_image_info`` results into the plan.
+def preflight_requests(records: list[dict[str, t.Any]]) -> list[dict[str, t.Any]]:
+    """The ``images`` option of one ``qemu_image_info`` call that checks every disk to convert.
 
-    A disk whose image could not be read, is unsafe, or fails ``qemu-img check``
-    is skipped with the reason; the others gain their sizes.
+    A running guest's image is read with -U for metadata; ``qemu-img check``
+    needs it quiescent, so only shut-off guests' images are checked.
     """
-    by_disk = {(r["item"]["domain"], r["item"]["target"]): r for r in results if "item" in r}
+    return [{"path": record["source"], "format": record["source_format"],
+             "check": record["domain_state"] != "running", "force_share": record["domain_state"] == "running",
+             "measure_format": record["target_format"]}
+            for record in records if record["action"] == "convert"]
+
+
+def apply_preflight(records: list[dict[str, t.Any]], results: list[dict[str, t.Any]]) -> list[dict[str, t.Any]]:
+    """Fold the ``qemu_image_info`` results into the plan.
+
+    ``results`` is either the ``images`` of one call made with preflight_requests,
+    in the order of the disks to convert, or the ``results`` of a task looped over
+    those disks. A disk whose image could not be read, is unsafe, or fails
+    ``qemu-img check`` is skipped with the reason; the others gain their sizes.
+    """
+    to_convert = [(record["domain"], record["target"]) for record in records if record["action"] == "convert"]
+    if results and all("item" in result for result in results):
+        by_disk = {(r["item"]["domain"], r["item"]["target"]): r for r in results}
+    elif len(results) == len(to_convert):
+        by_disk = dict(zip(to_convert, results))
+    else:
+        raise ValueError(f"{len(results)} image results for {len(to_convert)} disks to convert")
+    unchecked = [f"{domain} {target}" for domain, target in to_convert if (domain, target) not in by_disk]
+    if unchecked:
+        # A disk to convert that was never checked must not go ahead as if it passed.
+        raise ValueError(f"no image result for {', '.join(unchecked)}")
     merged = []
     for record in records:
         record = dict(record)

@@ -151,6 +151,18 @@ class Converter:
         self.module = module
         self.qemu = qemu
 
+    def check_source(self, decision: Decision) -> None:
+        """qemu-img convert copies a qcow2 whose tables point past its end without a word, the lost data
+        as zeros, and compare then finds the copy identical: such a source is refused, not copied."""
+        if decision.src_format == "raw":
+            return
+        verdict = self.qemu.check(decision.src, decision.src_format)
+        if verdict["status"] in ("corrupt", "incomplete"):
+            raise KvmImagesError(
+                f"qemu-img check found {decision.src} {verdict['status']} ({verdict['corruptions']} corruption(s));"
+                " a conversion would carry the damage into the new image without a word. Repair a copy of it first"
+                " (qemu-img check -r all). Nothing was written", src=decision.src, check=verdict)
+
     def measure(self, decision: Decision, request: Request) -> dict[str, int]:
         return self.qemu.measure(decision.src, decision.src_format, request.format,
                                  options=create_options(request) or None)

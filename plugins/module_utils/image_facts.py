@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import typing as t
 
+from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImagesError
 from ansible_collections.kvm.images.plugins.module_utils.image_safety import (
     HeaderReport,
     inspect_path,
@@ -109,3 +110,30 @@ def gather(qemu: QemuImg, path: str, declared: str | None, *, backing_chain: boo
         # Took the lock between our probe and qemu-img's open.
         facts["in_use"] = True
     return facts
+
+
+# The per-image options of a batched call; an image that leaves one unset takes the call's own.
+PER_IMAGE_OPTIONS = ("format", "backing_chain", "check", "measure_format", "force_share")
+
+
+def gather_each(qemu: QemuImg, images: list[dict[str, t.Any]], defaults: dict[str, t.Any],
+                allowed_backing_dirs: list[str] | None = None) -> list[dict[str, t.Any]]:
+    """Facts for several images in one process, in order; one that cannot be read fails alone.
+
+    A failed image gets ``failed`` and ``msg`` (the keys a failed module result has) instead of
+    failing the rest.
+    """
+    results = []
+    for image in images:
+        options = {key: defaults.get(key) if image.get(key) is None else image[key] for key in PER_IMAGE_OPTIONS}
+        path = image["path"]
+        try:
+            results.append(gather(qemu, path, options["format"], backing_chain=bool(options["backing_chain"]),
+                                  check=bool(options["check"]), measure_format=options["measure_format"],
+                                  force_share=bool(options["force_share"]),
+                                  allowed_backing_dirs=allowed_backing_dirs))
+        except KvmImagesError as exc:
+            results.append({"path": path, "failed": True, "msg": str(exc)})
+        except OSError as exc:
+            results.append({"path": path, "failed": True, "msg": f"cannot read {path}: {exc.strerror}"})
+    return results

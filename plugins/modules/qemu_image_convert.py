@@ -12,7 +12,8 @@ version_added: 0.1.0
 description:
   - Converts O(src) into O(dest) in O(format) with C(qemu-img convert), always telling qemu-img both formats.
   - The source is checked first (its header must match O(src_format) and hold nothing hostile), must not be in
-    use by a running guest, and is never modified.
+    use by a running guest, and is never modified. A source with metadata (qcow2 and the like) must pass
+    C(qemu-img check) - leaks are fine, a corrupt one is refused, since qemu-img would copy it without a word.
   - The new image is written to a temp file beside O(dest), synced, verified (C(qemu-img compare), equal
     virtual sizes, C(qemu-img check) and the header of a qcow2), given the source's owner, mode and SELinux
     label, renamed into place and the directory synced. O(dest) is either absent, old or complete, never
@@ -20,6 +21,8 @@ description:
   - Free space is checked with C(qemu-img measure) before anything is written.
   - Idempotent without reading the images in full - an existing O(dest) of the target format and virtual size,
     not older than the source, is the result of an earlier run (it only ever appears through a verified rename).
+    The half-written destination of an interrupted M(kvm.images.libvirt_disk_copy), recognised by its marker
+    file, is never taken for one; it is replaced (refused while QEMU still holds it).
   - For long conversions use C(async) with C(poll); when an C(async) timeout kills the task, the next run
     removes its temp file.
 author: kvm.images contributors (@kvm-images)
@@ -31,7 +34,7 @@ attributes:
   check_mode:
     support: full
     details:
-      - Reads the source, measures the new image and checks the space, writes nothing.
+      - Reads and checks the source, measures the new image and checks the space, writes nothing.
   diff_mode:
     support: full
     details:
@@ -235,6 +238,7 @@ def run(module: AnsibleModule) -> dict:
         result["reason"] = decision.reason
     expected = None
     if decision.convert:
+        converter.check_source(decision)
         expected = converter.measure(decision, request)["required"]
         if request.space_check:
             converter.check_space(decision, expected)

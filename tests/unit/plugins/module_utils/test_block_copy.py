@@ -32,6 +32,10 @@ class FakeDomain:
         self.started_at = None
         self.calls = []
         self.source = "/i/a.raw"
+        self.active = True
+
+    def isActive(self):
+        return self.active
 
     def name(self):
         return "web01"
@@ -172,3 +176,23 @@ def test_gives_up_when_libvirtd_stays_away():
     dom.blockJobInfo = lambda target, flags: never()
     with pytest.raises(KvmImagesError, match="could not reconnect within 5 s"):
         copy.wait_ready()
+
+
+def test_a_guest_that_stops_mid_copy_fails_at_once_without_waiting_for_libvirtd():
+    import libvirt
+
+    clock = FakeClock()
+    dom = FakeDomain(clock, size=100, rate=1)
+    reconnects = []
+
+    def destroyed(target, flags):
+        dom.active = False
+        raise libvirt.libvirtError("Requested operation is not valid: domain is not running")
+
+    copy = make(clock, dom, reconnect=lambda: reconnects.append(1) or dom)
+    copy.start(persistent=True)
+    dom.blockJobInfo = destroyed
+    with pytest.raises(KvmImagesError, match=r"the guest stopped during the block copy \(domain web01, disk vda"):
+        copy.wait_ready()
+    assert reconnects == [] and clock() < 1
+    copy.abort()  # the cleanup path: quiet, the job went with the guest

@@ -175,6 +175,47 @@ def test_apply_preflight(fields, action, reason_part):
     assert record["action"] == "convert", "the input plan is not modified"
 
 
+def two_disks_to_convert_and_one_already_done():
+    return plan_disks([domain("web01", "running"),
+                       domain("db01", "shut off", [disk("vda", "/images/db.raw"), disk("vdb", "/images/db.qcow2", "qcow2")])],
+                      "qcow2")
+
+
+def test_preflight_requests_check_only_quiescent_images_and_read_running_ones_shared():
+    from ansible_collections.kvm.images.plugins.module_utils.disk_plan import preflight_requests
+    requests = preflight_requests(two_disks_to_convert_and_one_already_done())
+    assert requests == [
+        {"path": "/images/a.raw", "format": "raw", "check": False, "force_share": True, "measure_format": "qcow2"},
+        {"path": "/images/db.raw", "format": "raw", "check": True, "force_share": False, "measure_format": "qcow2"},
+    ]
+
+
+def test_apply_preflight_pairs_one_call_s_images_with_the_disks_to_convert_in_order():
+    from ansible_collections.kvm.images.plugins.module_utils.disk_plan import apply_preflight
+    records = two_disks_to_convert_and_one_already_done()
+    images = [{"safety": SAFE, "measure": {"required": 5}},
+              {"safety": {"safe": False, "problems": ["declared raw, but the image starts with a qcow2 header"]}}]
+    merged = {(r["domain"], r["target"]): r for r in apply_preflight(records, images)}
+    assert merged[("web01", "vda")]["action"] == "convert" and merged[("web01", "vda")]["required"] == 5
+    assert merged[("db01", "vda")]["action"] == "skip"
+    assert "qcow2 header" in merged[("db01", "vda")]["reason"]
+    assert merged[("db01", "vdb")]["action"] == "ok"
+
+
+@pytest.mark.parametrize("images", [[], [{"safety": SAFE}]], ids=["none", "too-few"])
+def test_a_disk_to_convert_without_a_check_result_never_passes(images):
+    from ansible_collections.kvm.images.plugins.module_utils.disk_plan import apply_preflight
+    with pytest.raises(ValueError, match="image results for 2 disks to convert"):
+        apply_preflight(two_disks_to_convert_and_one_already_done(), images)
+
+
+def test_a_looped_result_missing_for_a_disk_never_passes():
+    from ansible_collections.kvm.images.plugins.module_utils.disk_plan import apply_preflight
+    records = two_disks_to_convert_and_one_already_done()
+    with pytest.raises(ValueError, match="no image result for db01 vda"):
+        apply_preflight(records, [preflight_result(records[0], safety=SAFE)])
+
+
 def test_include_list_limits_the_domains():
     records = plan_disks([domain("demo-web01"), domain("prod-db")], "qcow2", include=["demo-*"])
     by_domain = {r["domain"]: r for r in records}

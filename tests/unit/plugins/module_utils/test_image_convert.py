@@ -99,9 +99,11 @@ def test_source_with_a_forged_header_is_refused(tmp_path):
 class FakeQemu:
     """Stands in for QemuImg: writes the target like qemu-img would, or fails like it."""
 
-    def __init__(self, fail_with=None, identical=True):
+    def __init__(self, fail_with=None, identical=True, check_status="clean"):
         self.fail_with = fail_with
         self.identical = identical
+        self.check_status = check_status
+        self.checked = []
         self.converted = []
 
     def convert(self, src, src_format, dest, dest_format, **kwargs):
@@ -119,7 +121,8 @@ class FakeQemu:
         return self.identical
 
     def check(self, path, fmt, **kwargs):
-        return {"status": "clean"}
+        self.checked.append(path)
+        return {"status": self.check_status, "corruptions": 2 if self.check_status == "corrupt" else 0}
 
 
 class FakeModule:
@@ -186,3 +189,24 @@ def test_a_live_copy_qemu_still_holds_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(image_convert, "held_by_qemu", lambda path: path == dest)
     with pytest.raises(KvmImagesError, match="destination of a live block copy, and QEMU holds it"):
         decide(request(src))
+
+
+@pytest.mark.parametrize("status, refused", [("corrupt", True), ("incomplete", True), ("leaks", False),
+                                             ("clean", False)])
+def test_a_damaged_qcow2_source_is_refused_before_anything_is_written(tmp_path, status, refused):
+    src = qcow2_image(tmp_path / "web.qcow2")
+    req = request(src, src_format="qcow2", format="raw")
+    qemu = FakeQemu(check_status=status)
+    converter = Converter(FakeModule(), qemu)
+    if refused:
+        with pytest.raises(KvmImagesError, match=f"qemu-img check found {src} {status}"):
+            converter.check_source(decide(req))
+    else:
+        converter.check_source(decide(req))
+    assert qemu.checked == [src] and sorted(os.listdir(tmp_path)) == ["web.qcow2"]
+
+
+def test_a_raw_source_has_no_metadata_to_check(tmp_path):
+    qemu = FakeQemu(check_status="corrupt")
+    Converter(FakeModule(), qemu).check_source(decide(request(raw_image(tmp_path / "web.raw"))))
+    assert qemu.checked == []
