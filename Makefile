@@ -2,8 +2,9 @@
 SHELL := /bin/bash
 VENV ?= $(CURDIR)/.venv
 export KVM_IMAGES_VENV := $(VENV)
+PHASES := sanity units integration package lint docs oldest newest
 
-.PHONY: setup demo test sanity units integration package lint docs oldest newest clean
+.PHONY: setup demo test $(PHASES) clean
 
 setup:
 	tools/setup-host.sh
@@ -12,31 +13,11 @@ demo: setup
 	tools/run-demo.sh
 
 test: setup
-	tools/run-tests.sh sanity units integration package lint docs oldest newest
+	tools/run-tests.sh $(PHASES)
 
-sanity: setup
-	tools/run-tests.sh sanity
-
-units: setup
-	tools/run-tests.sh units
-
-integration: setup
-	tools/run-tests.sh integration
-
-package: setup
-	tools/run-tests.sh package
-
-lint: setup
-	tools/run-tests.sh lint
-
-docs: setup
-	tools/run-tests.sh docs
-
-oldest: setup
-	tools/run-tests.sh oldest
-
-newest: setup
-	tools/run-tests.sh newest
+# One test phase: make sanity, make docs, ...
+$(PHASES): setup
+	tools/run-tests.sh $@
 
 clean:
 	rm -rf build tests/output
