@@ -54,6 +54,21 @@ def fio_bandwidth(directory: str, mode: str, size: str = "2G") -> float:
     return float(job["read" if mode == "read" else "write"]["bw_bytes"])
 
 
+def fio_copy_bandwidth(directory: str, size: str = "2G") -> float:
+    """Bytes/s a copy within one file system can move: a sequential reader and a sequential writer at the
+    same time (direct I/O, 1 MiB blocks), as a conversion does; the slower of the two while both run."""
+    source, target = os.path.join(directory, "fio-read.dat"), os.path.join(directory, "fio-write.dat")
+    output(["fio", "--name=prepare", "--rw=write", "--bs=1M", f"--size={size}", "--direct=1",
+            f"--filename={source}", "--output-format=json"])
+    report = output(["fio", "--ioengine=psync", "--bs=1M", f"--size={size}", "--direct=1", "--output-format=json",
+                     "--name=read", "--rw=read", f"--filename={source}",
+                     "--name=write", "--rw=write", f"--filename={target}"])
+    jobs = {job["jobname"]: job for job in json.loads(report)["jobs"]}
+    for path in (source, target):
+        os.unlink(path)
+    return float(min(jobs["read"]["read"]["bw_bytes"], jobs["write"]["write"]["bw_bytes"]))
+
+
 def run_playbook(tasks: list[dict[str, t.Any]]) -> tuple[float, list[dict[str, t.Any]]]:
     """Run tasks on localhost through ansible-playbook; returns wall time and each task's result."""
     with tempfile.TemporaryDirectory() as scratch:
