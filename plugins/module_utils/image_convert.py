@@ -112,11 +112,18 @@ def decide(request: Request) -> Decision:
             raise KvmImagesError(f"{dest} exists and is not a regular file; nothing was written", dest=dest)
         dest_header = inspect_path(dest)
         if unfinished_live_copy:
-            # Its header and size are those of a finished image: never take it for one.
+            # Its header and size are those of a finished image: never take it for one. Nor replace it
+            # unasked: a run killed just after its pivot leaves the marker beside the image the guest
+            # has been writing to since.
             if held_by_qemu(dest):
                 raise KvmImagesError(f"{dest} is the destination of a live block copy, and QEMU holds it: the copy"
                                      " still runs or the guest runs on it. Nothing was written", dest=dest)
-            reason = f"{dest} is an unfinished live copy an interrupted run left; it is replaced"
+            if not request.force:
+                raise KvmImagesError(
+                    f"{dest} is the destination of a live block copy that did not finish - or that a guest"
+                    " switched to just before its run was interrupted. Check which image the domain uses; set"
+                    " force to replace it. Nothing was written", dest=dest)
+            reason = f"{dest}, the destination of an unfinished live copy, is replaced (force)"
         elif up_to_date(dest, dest_header, src, header, request.format) and not request.force:
             reason = None
         elif request.force:

@@ -21,8 +21,9 @@ description:
   - Free space is checked with C(qemu-img measure) before anything is written.
   - Idempotent without reading the images in full - an existing O(dest) of the target format and virtual size,
     not older than the source, is the result of an earlier run (it only ever appears through a verified rename).
-    The half-written destination of an interrupted M(kvm.images.libvirt_disk_copy), recognised by its marker
-    file, is never taken for one; it is replaced (refused while QEMU still holds it).
+    The destination of an interrupted M(kvm.images.libvirt_disk_copy), recognised by its marker file, is never
+    taken for one, nor replaced unless O(force) - it may be half-written, or the image a guest switched to
+    just before that run was killed; while QEMU holds it, it is refused even with O(force).
   - For long conversions use C(async) with C(poll); when an C(async) timeout kills the task, the next run
     removes its temp file.
 author: kvm.images contributors (@kvm-images)

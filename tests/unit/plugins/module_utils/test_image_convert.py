@@ -175,10 +175,12 @@ def unfinished_live_copy(tmp_path):
 
 def test_an_unfinished_live_copy_is_never_taken_for_a_finished_conversion(tmp_path):
     src, dest = unfinished_live_copy(tmp_path)
-    decision = decide(request(src))
+    with pytest.raises(KvmImagesError, match="did not finish - or that a guest switched to just before"):
+        decide(request(src))
+    decision = decide(request(src, force=True))
     assert decision.convert and decision.unfinished_live_copy
-    assert decision.reason == f"{dest} is an unfinished live copy an interrupted run left; it is replaced"
-    req = request(src, verify=False)
+    assert decision.reason == f"{dest}, the destination of an unfinished live copy, is replaced (force)"
+    req = request(src, verify=False, force=True)
     Converter(FakeModule(), FakeQemu()).run(decision, req, None, None, None)
     assert sorted(os.listdir(tmp_path)) == ["web.qcow2", "web.raw"]
     assert (tmp_path / "web.qcow2").read_bytes() == b"partial"  # what the fake qemu-img wrote: a new conversion
