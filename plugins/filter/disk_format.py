@@ -11,6 +11,7 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.kvm.images.plugins.module_utils.disk_plan import (
     apply_preflight,
     merge_records,
+    offline_outcome,
     outcome_records,
     plan_disks,
     preflight_requests,
@@ -69,6 +70,14 @@ def disk_format_outcomes(disks: list[dict[str, t.Any]], task_results: list[dict[
         raise AnsibleFilterError(f"disk_format_outcomes: {exc}") from exc
 
 
+def disk_format_offline_outcome(disks: list[dict[str, t.Any]], convert_results: list[dict[str, t.Any]], host: str,
+                                update_result: dict[str, t.Any] | None = None) -> dict[str, t.Any]:
+    try:
+        return offline_outcome(disks, convert_results, host, update_result)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise AnsibleFilterError(f"disk_format_offline_outcome: {exc}") from exc
+
+
 def disk_format_report_records(results: list[dict[str, t.Any]], plan: list[dict[str, t.Any]],
                                host: str) -> list[dict[str, t.Any]]:
     try:
@@ -94,6 +103,7 @@ class FilterModule:
             "disk_format_preflight_requests": disk_format_preflight_requests,
             "disk_format_rollback_plan": disk_format_rollback_plan,
             "disk_format_outcomes": disk_format_outcomes,
+            "disk_format_offline_outcome": disk_format_offline_outcome,
             "disk_format_report_records": disk_format_report_records,
             "disk_format_merge_records": disk_format_merge_records,
         }

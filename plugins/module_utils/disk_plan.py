@@ -288,3 +288,32 @@ def merge_records(earlier: list[dict[str, t.Any]], results: list[dict[str, t.Any
     done = {(record["domain"], record["target"]) for record in converted}
     kept = [record for record in earlier if (record.get("domain"), record.get("target")) not in done]
     return kept + converted
+
+
+def offline_outcome(disks: list[dict[str, t.Any]], convert_results: list[dict[str, t.Any]], host: str,
+                    update_result: dict[str, t.Any] | None = None) -> dict[str, t.Any]:
+    """Shut-off domains converted together: which to point at their new images, and what became of each disk.
+
+    ``convert_results`` are the looped ``qemu_image_convert`` results, in the order
+    of ``disks``. A domain is pointed at its new images only when every one of its
+    disks converted. ``update_result`` is the ``libvirt_disk_update`` result, once
+    it ran: a domain it did not update is failed, with its message.
+    """
+    if len(disks) != len(convert_results):
+        raise ValueError(f"{len(disks)} disks but {len(convert_results)} conversion results")
+    errors: dict[str, str] = {}
+    for disk, result in zip(disks, convert_results):
+        if result.get("failed") and disk["domain"] not in errors:
+            errors[disk["domain"]] = result.get("msg") or "the conversion failed"
+    if update_result and update_result.get("failed"):
+        updated = set(update_result.get("updated") or [])
+        for disk in disks:
+            if disk["domain"] not in errors and disk["domain"] not in updated:
+                errors[disk["domain"]] = update_result.get("msg") or "the definition update failed"
+    done = [(disk, result) for disk, result in zip(disks, convert_results) if disk["domain"] not in errors]
+    results = outcome_records([disk for disk, _ in done], [result for _, result in done], host, 0, False)
+    results += [dict(disk, host=host, status="failed", error=errors[disk["domain"]])
+                for disk in disks if disk["domain"] in errors]
+    updates = [{"name": disk["domain"], "target": disk["target"], "source": disk["dest"],
+                "driver_type": disk["target_format"]} for disk, _ in done]
+    return {"updates": updates, "results": results}

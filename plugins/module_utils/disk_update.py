@@ -1,7 +1,7 @@
 # Copyright (c) kvm.images contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Edit one disk of a domain's persistent definition, safely (private to kvm.images)."""
+"""Edit disks of a domain's persistent definition, safely (private to kvm.images)."""
 
 from __future__ import annotations
 
@@ -31,11 +31,26 @@ def check_new_source(path: str, driver_type: str | None, current_type: str | Non
 
 
 @dataclass
+class DiskChange:
+    """One disk, chosen by target or current source, and what to set on it (None: leave as it is)."""
+
+    target: str | None
+    match_source: str | None
+    source: str | None = None
+    driver_type: str | None = None
+    driver_options: dict[str, str | None] | None = None
+
+
+@dataclass
 class Edit:
     read_xml: str         # as libvirt gave it, to detect a concurrent change
     before: str           # before and after through the same serializer, for the diff
     after: str
-    disk: dict[str, t.Any]
+    disks: list[dict[str, t.Any]]   # each chosen disk as it was, in the order of the changes
+
+    @property
+    def disk(self) -> dict[str, t.Any]:
+        return self.disks[0]
 
     @property
     def changed(self) -> bool:
@@ -45,22 +60,35 @@ class Edit:
 class DiskUpdate:
     """Decide on a copy of the definition, then (outside check mode) define it and read it back."""
 
-    def __init__(self, dom: t.Any, *, target: str | None, match_source: str | None) -> None:
+    def __init__(self, dom: t.Any, *, target: str | None = None, match_source: str | None = None) -> None:
         self.dom = dom
         self.name = dom.name()
         self.target = target
         self.match_source = match_source
 
     def plan(self, source: str | None, driver_type: str | None, driver_options: dict[str, str | None]) -> Edit:
+        return self.plan_changes([DiskChange(self.target, self.match_source, source, driver_type, driver_options)])
+
+    def plan_changes(self, changes: list[DiskChange]) -> Edit:
+        """Every change on one copy of the definition, so that one define makes them all."""
         read_xml = inactive_xml(self.dom)
         root = domain_xml.parse(read_xml)
-        disk = domain_xml.find_disk(root, target=self.target, source=self.match_source)
-        facts = domain_xml.disk_facts(disk)
         before = domain_xml.serialize(root)
-        domain_xml.set_disk(disk, source=source, driver_type=driver_type, driver_options=driver_options)
+        chosen = []
+        facts = []
+        for change in changes:
+            disk = domain_xml.find_disk(root, target=change.target, source=change.match_source)
+            if any(disk is other for other in chosen):
+                raise KvmImagesError(f"domain {self.name}: disk {domain_xml.disk_facts(disk)['target']} is named"
+                                     " twice; nothing was changed", domain=self.name)
+            chosen.append(disk)
+            facts.append(domain_xml.disk_facts(disk))
+        for disk, change in zip(chosen, changes):
+            domain_xml.set_disk(disk, source=change.source, driver_type=change.driver_type,
+                                driver_options=change.driver_options or {})
         return Edit(read_xml, before, domain_xml.serialize(root), facts)
 
-    def apply(self, read_xml: str, new_xml: str, expected: dict[str, t.Any]) -> None:
+    def apply(self, read_xml: str, new_xml: str, expected: dict[str, t.Any] | list[dict[str, t.Any]]) -> None:
         # Someone else may have edited the domain since we read it.
         if domain_xml.canonical(inactive_xml(self.dom)) != domain_xml.canonical(read_xml):
             raise KvmImagesError(f"the definition of {self.name} changed while it was being edited;"
@@ -68,9 +96,78 @@ class DiskUpdate:
         conn = self.dom.connect()
         libvirt_call(f"cannot define {self.name}", conn.defineXML, new_xml)
         root = domain_xml.parse(inactive_xml(self.dom))
-        disk = domain_xml.disk_facts(domain_xml.find_disk(root, target=expected["target"]))
-        wrong = {key: (disk.get(key), value) for key, value in expected.items()
-                 if value is not None and key != "target" and disk.get(key) != value}
-        if wrong:
-            raise KvmImagesError(f"after defining {self.name}, disk {expected['target']} reads back as"
-                                 f" {wrong}", domain=self.name, read_back=disk)
+        for wanted in expected if isinstance(expected, list) else [expected]:
+            disk = domain_xml.disk_facts(domain_xml.find_disk(root, target=wanted["target"]))
+            wrong = {key: (disk.get(key), value) for key, value in wanted.items()
+                     if value is not None and key != "target" and disk.get(key) != value}
+            if wrong:
+                raise KvmImagesError(f"after defining {self.name}, disk {wanted['target']} reads back as"
+                                     f" {wrong}", domain=self.name, read_back=disk)
+
+
+def describe_change(before: dict[str, t.Any], wanted: dict[str, t.Any]) -> str | None:
+    """``vda: source A -> B, driver_type raw -> qcow2``, or None when the disk already has what is wanted."""
+    parts = []
+    for key in ("source", "driver_type"):
+        if wanted.get(key) is not None and wanted[key] != before.get(key):
+            parts.append(f"{key} {before.get(key)} -> {wanted[key]}")
+    for key in domain_xml.DRIVER_OPTIONS:
+        if wanted.get(key) is not None and wanted[key] != before["driver"].get(key):
+            parts.append(f"{key} {before['driver'].get(key)} -> {wanted[key]}")
+    return f"{before['target']}: " + ", ".join(parts) if parts else None
+
+
+def change_of(wanted: dict[str, t.Any]) -> DiskChange:
+    return DiskChange(wanted.get("target"), wanted.get("match_source"), wanted.get("source"),
+                      wanted.get("driver_type"), {key: wanted.get(key) for key in domain_xml.DRIVER_OPTIONS})
+
+
+def update_disks(connection: t.Any, disks: list[dict[str, t.Any]], *, on_running: str,
+                 allowed_backing_dirs: list[str] | None,
+                 apply: bool) -> tuple[list[dict[str, t.Any]], list[tuple[str, Edit]]]:
+    """Several disks of one or more domains: every change decided and checked first, then each domain
+    defined once. Returns a result per disk, in order, and (name, edit) of each domain that changes.
+
+    A failure while deciding writes nothing; a failure while defining names the domains already done.
+    """
+    by_domain: dict[str, list[int]] = {}
+    for index, wanted in enumerate(disks):
+        by_domain.setdefault(wanted["name"], []).append(index)
+    results: list[dict[str, t.Any]] = [{} for _ in disks]
+    planned = []
+    for name, indexes in by_domain.items():
+        dom = connection.domain(name)
+        if not libvirt_call(f"cannot read the state of {name}", dom.isPersistent):
+            raise KvmImagesError(f"domain {name} is transient: it has no persistent definition to edit;"
+                                 " nothing was changed", domain=name)
+        running = bool(libvirt_call(f"cannot read the state of {name}", dom.isActive))
+        update = DiskUpdate(dom)
+        edit = update.plan_changes([change_of(disks[index]) for index in indexes])
+        if edit.changed and running and on_running == "fail":
+            raise KvmImagesError(f"domain {name} is running and on_running is fail; nothing was changed",
+                                 domain=name)
+        for index, before in zip(indexes, edit.disks):
+            wanted = disks[index]
+            reason = describe_change(before, wanted)
+            if reason and (wanted.get("source") is not None or wanted.get("driver_type") is not None):
+                check_new_source(wanted.get("source") or before["source"], wanted.get("driver_type"),
+                                 before["driver_type"], allowed_backing_dirs)
+            results[index] = {"name": name, "target": before["target"], "changed": reason is not None,
+                              "reason": reason, "pending_restart": running and reason is not None, "disk": before}
+        if edit.changed:
+            expected = [{"target": before["target"], "source": disks[index].get("source"),
+                         "driver_type": disks[index].get("driver_type")}
+                        for index, before in zip(indexes, edit.disks)]
+            planned.append((name, update, edit, expected))
+    done: list[str] = []
+    if apply:
+        for name, update, edit, expected in planned:
+            try:
+                update.apply(edit.read_xml, edit.after, expected)
+            except KvmImagesError as exc:
+                exc.details["updated"] = list(done)
+                exc.msg += f" (domains already updated: {', '.join(done) or 'none'})"
+                exc.args = (exc.msg,)
+                raise
+            done.append(name)
+    return results, [(name, edit) for name, _update, edit, _expected in planned]

@@ -44,7 +44,7 @@ def libvirt_call(what: str, func: t.Callable[..., t.Any], *args: t.Any, **kwargs
     try:
         return func(*args, **kwargs)
     except libvirt.libvirtError as exc:
-        raise KvmImagesError(f"{what}: {exc.get_error_message()}", libvirt_code=exc.get_error_code()) from exc
+        raise KvmImagesError(f"{what}: {exc.get_error_message() or exc}", libvirt_code=exc.get_error_code()) from exc
 
 
 class LibvirtConnection:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: libvirt_disk_update
-short_description: Edit one disk of a domain's persistent definition
+short_description: Edit disks of domains' persistent definitions
 version_added: 0.1.0
 description:
   - Changes the source file, the declared format (C(driver type)) and driver options of one disk, chosen by
@@ -18,6 +18,9 @@ description:
     the task, and read back afterwards to confirm the change.
   - A running domain keeps running on what it has; only its persistent definition changes, and
     RV(pending_restart) says so. Never a live edit.
+  - With O(disks), several disks of one or more domains change in one run - each domain defined once with
+    all of its changes. Every change is decided and its new source checked before any domain is defined, so
+    a refusal writes nothing; should a define fail midway, the message names the domains already updated.
 author: kvm.images contributors (@kvm-images)
 extends_documentation_fragment:
   - kvm.images.attributes
@@ -33,15 +36,57 @@ attributes:
     support: full
 options:
   name:
-    description: The domain.
+    description:
+      - The domain.
+      - Exactly one of O(name) and O(disks) is required; with O(name), one of O(target) and O(match_source).
     type: str
-    required: true
   target:
     description: The disk's target device, for example V(vda).
     type: str
   match_source:
     description: The disk's current source file, to choose the disk by it instead of O(target).
     type: path
+  disks:
+    description:
+      - Several disks, each of a domain given by its own C(name), with what to set on it. The results are in
+        RV(disks), in the same order. O(on_running) and O(allowed_backing_dirs) apply to all of them.
+    type: list
+    elements: dict
+    version_added: 0.1.0
+    suboptions:
+      name:
+        description: The domain.
+        type: str
+        required: true
+      target:
+        description: As O(target); one of it and O(disks[].match_source) is required.
+        type: str
+      match_source:
+        description: As O(match_source).
+        type: path
+      source:
+        description: As O(source).
+        type: path
+      driver_type:
+        description: As O(driver_type).
+        type: str
+        choices: [raw, qcow2]
+      cache:
+        description: As O(cache).
+        type: str
+        choices: [default, none, writethrough, writeback, directsync, unsafe]
+      io:
+        description: As O(io).
+        type: str
+        choices: [threads, native, io_uring]
+      discard:
+        description: As O(discard).
+        type: str
+        choices: [ignore, unmap]
+      detect_zeroes:
+        description: As O(detect_zeroes).
+        type: str
+        choices: ["off", "on", unmap]
   source:
     description: The new source file (an absolute path on the hypervisor).
     type: path
@@ -87,6 +132,13 @@ EXAMPLES = r"""
     source: /var/lib/libvirt/images/web01.qcow2
     driver_type: qcow2
     discard: unmap
+
+- name: Point two shut-off domains at their new images in one run
+  kvm.images.libvirt_disk_update:
+    disks:
+      - {name: web02, target: vda, source: /var/lib/libvirt/images/web02.qcow2, driver_type: qcow2}
+      - {name: db01, target: vda, source: /var/lib/libvirt/images/db01.qcow2, driver_type: qcow2}
+      - {name: db01, target: vdb, source: /var/lib/libvirt/images/db01-data.qcow2, driver_type: qcow2}
 """
 
 RETURN = r"""
@@ -96,46 +148,69 @@ changed:
   type: bool
 pending_restart:
   description: The domain runs on its old disk until it is shut down and started again.
-  returned: success
+  returned: success, with O(name)
   type: bool
 reason:
   description: What changes.
-  returned: changed
+  returned: changed, with O(name)
   type: str
   sample: "vda: source /i/web01.raw -> /i/web01.qcow2, driver_type raw -> qcow2"
 disk:
   description: The disk as it was before the change.
-  returned: success
+  returned: success, with O(name)
   type: dict
 previous_xml:
   description: The whole definition before the change, for a rollback.
-  returned: changed
+  returned: changed, with O(name)
   type: str
+disks:
+  description:
+    - One result per entry of O(disks), in order, with C(name), C(target), C(changed), C(reason) (null when
+      unchanged), C(pending_restart) and C(disk) (the disk as it was).
+  returned: success, with O(disks)
+  type: list
+  elements: dict
+  sample: [{"name": "web02", "target": "vda", "changed": true, "pending_restart": false,
+            "reason": "vda: source /i/web02.raw -> /i/web02.qcow2, driver_type raw -> qcow2"}]
 """
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.kvm.images.plugins.module_utils.disk_update import DiskUpdate, check_new_source
+from ansible_collections.kvm.images.plugins.module_utils.disk_update import (
+    DiskUpdate,
+    check_new_source,
+    describe_change,
+    update_disks,
+)
 from ansible_collections.kvm.images.plugins.module_utils.domain_xml import DRIVER_OPTIONS
 from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImagesError
 from ansible_collections.kvm.images.plugins.module_utils.module_run import run_libvirt_module
 from ansible_collections.kvm.images.plugins.module_utils.libvirt_connection import LibvirtConnection, libvirt_call
 
+CACHE_MODES = ["default", "none", "writethrough", "writeback", "directsync", "unsafe"]
+IO_MODES = ["threads", "native", "io_uring"]
+SINGLE_DISK_OPTIONS = ("name", "target", "match_source", "source", "driver_type") + DRIVER_OPTIONS
 
-def describe_change(before: dict, params: dict) -> str:
-    parts = []
-    for key in ("source", "driver_type"):
-        if params[key] is not None and params[key] != before.get(key):
-            parts.append(f"{key} {before.get(key)} -> {params[key]}")
-    for key in DRIVER_OPTIONS:
-        if params[key] is not None and params[key] != before["driver"].get(key):
-            parts.append(f"{key} {before['driver'].get(key)} -> {params[key]}")
-    return f"{before['target']}: " + ", ".join(parts)
+
+def run_many(module: AnsibleModule) -> dict:
+    params = module.params
+    with LibvirtConnection(params["uri"]) as connection:
+        disks, edits = update_disks(connection, params["disks"], on_running=params["on_running"],
+                                    allowed_backing_dirs=params["allowed_backing_dirs"], apply=not module.check_mode)
+    result = {"changed": bool(edits), "disks": disks}
+    if module._diff:
+        result["diff"] = [{"before": edit.before, "after": edit.after, "before_header": f"{name} (before)",
+                           "after_header": f"{name} (after)"} for name, edit in edits]
+    return result
 
 
 def run(module: AnsibleModule) -> dict:
     params = module.params
+    if params["disks"] is not None:
+        return run_many(module)
     name = params["name"]
+    if params["target"] is None and params["match_source"] is None:
+        raise KvmImagesError("one of target and match_source is required with name; nothing was changed")
     with LibvirtConnection(params["uri"]) as connection:
         dom = connection.domain(name)
         if not libvirt_call(f"cannot read the state of {name}", dom.isPersistent):
@@ -169,20 +244,31 @@ def main() -> None:
     module = AnsibleModule(
         argument_spec=dict(
             uri=dict(type="str", default="qemu:///system"),
-            name=dict(type="str", required=True),
+            name=dict(type="str"),
+            disks=dict(type="list", elements="dict", options=dict(
+                name=dict(type="str", required=True),
+                target=dict(type="str"),
+                match_source=dict(type="path"),
+                source=dict(type="path"),
+                driver_type=dict(type="str", choices=["raw", "qcow2"]),
+                cache=dict(type="str", choices=CACHE_MODES),
+                io=dict(type="str", choices=IO_MODES),
+                discard=dict(type="str", choices=["ignore", "unmap"]),
+                detect_zeroes=dict(type="str", choices=["off", "on", "unmap"]),
+            ), required_one_of=[("target", "match_source")], mutually_exclusive=[("target", "match_source")]),
             target=dict(type="str"),
             match_source=dict(type="path"),
             source=dict(type="path"),
             driver_type=dict(type="str", choices=["raw", "qcow2"]),
-            cache=dict(type="str", choices=["default", "none", "writethrough", "writeback", "directsync", "unsafe"]),
-            io=dict(type="str", choices=["threads", "native", "io_uring"]),
+            cache=dict(type="str", choices=CACHE_MODES),
+            io=dict(type="str", choices=IO_MODES),
             discard=dict(type="str", choices=["ignore", "unmap"]),
             detect_zeroes=dict(type="str", choices=["off", "on", "unmap"]),
             on_running=dict(type="str", default="persist", choices=["persist", "fail"]),
             allowed_backing_dirs=dict(type="list", elements="path"),
         ),
-        required_one_of=[("target", "match_source")],
-        mutually_exclusive=[("target", "match_source")],
+        required_one_of=[("name", "disks")],
+        mutually_exclusive=[("target", "match_source")] + [("disks", key) for key in SINGLE_DISK_OPTIONS],
         supports_check_mode=True,
     )
     run_libvirt_module(module, run)

@@ -299,3 +299,45 @@ def test_merge_records_keeps_the_latest_conversion_of_each_disk():
            dict(converted_record("app01", "vda"), status="failed")]
     merged = merge_records(earlier, now)
     assert [(r["domain"], r["dest"]) for r in merged] == [("db01", "/images/a.qcow2"), ("web01", "/images/new.qcow2")]
+
+
+def shut_off_disks():
+    return plan_disks([domain("web02", "shut off", [disk("vda", "/images/web02.raw")]),
+                       domain("db01", "shut off", [disk("vda", "/images/db.raw"), disk("vdb", "/images/db-data.raw")])],
+                      "qcow2")
+
+
+CONVERTED = {"failed": False, "changed": True, "verified": True, "duration_s": 1.5, "dest_actual_size": 7,
+             "src_actual_size": 9}
+
+
+def test_offline_outcome_points_only_domains_whose_every_disk_converted():
+    from ansible_collections.kvm.images.plugins.module_utils.disk_plan import offline_outcome
+    disks = shut_off_disks()
+    failed = {"failed": True, "msg": "qemu-img convert of /images/db-data.raw failed: No space left on device"}
+    outcome = offline_outcome(disks, [CONVERTED, CONVERTED, failed], "hv1")
+    assert outcome["updates"] == [{"name": "web02", "target": "vda", "source": "/images/web02.qcow2",
+                                   "driver_type": "qcow2"}]
+    by_disk = {(r["domain"], r["target"]): r for r in outcome["results"]}
+    assert by_disk[("web02", "vda")]["status"] == "converted" and by_disk[("web02", "vda")]["downtime_s"] == 0
+    assert by_disk[("db01", "vda")]["status"] == "failed", "a domain moves whole or not at all"
+    assert by_disk[("db01", "vdb")]["error"] == failed["msg"]
+
+
+def test_offline_outcome_fails_the_domains_an_update_did_not_reach():
+    from ansible_collections.kvm.images.plugins.module_utils.disk_plan import offline_outcome
+    disks = shut_off_disks()
+    update = {"failed": True, "msg": "cannot define db01: storage is read-only (domains already updated: web02)",
+              "updated": ["web02"]}
+    outcome = offline_outcome(disks, [CONVERTED] * 3, "hv1", update)
+    assert [(r["domain"], r["status"]) for r in outcome["results"]] == [
+        ("web02", "converted"), ("db01", "failed"), ("db01", "failed")]
+    assert outcome["results"][1]["error"] == update["msg"]
+    assert offline_outcome(disks, [CONVERTED] * 3, "hv1", {"failed": False, "changed": True})["results"][1]["status"] \
+        == "converted"
+
+
+def test_offline_outcome_needs_a_result_per_disk():
+    from ansible_collections.kvm.images.plugins.module_utils.disk_plan import offline_outcome
+    with pytest.raises(ValueError, match="3 disks but 2 conversion results"):
+        offline_outcome(shut_off_disks(), [CONVERTED] * 2, "hv1")

@@ -75,3 +75,104 @@ def test_a_definition_that_reads_back_wrong_is_reported():
     with pytest.raises(KvmImagesError, match="reads back as"):
         update.apply(edit.read_xml, edit.after, {"target": "vda", "source": "/var/lib/libvirt/images/system.qcow2",
                                                  "driver_type": "qcow2"})
+
+
+class NamedDomain(FakeDomain):
+    def __init__(self, name, running=False):
+        super().__init__([WEB01])
+        self.domain_name = name
+        self.running = running
+
+    def name(self):
+        return self.domain_name
+
+    def isPersistent(self):
+        return 1
+
+    def isActive(self):
+        return int(self.running)
+
+
+class Hypervisor:
+    def __init__(self, *doms):
+        self.doms = {dom.name(): dom for dom in doms}
+
+    def domain(self, name):
+        if name not in self.doms:
+            raise KvmImagesError(f"domain {name} not found on test:///")
+        return self.doms[name]
+
+
+def new_images(tmp_path, *names):
+    paths = []
+    for name in names:
+        (tmp_path / name).write_bytes(b"\0" * 4096)
+        paths.append(str(tmp_path / name))
+    return paths
+
+
+def test_several_disks_of_several_domains_each_domain_defined_once(tmp_path):
+    from ansible_collections.kvm.images.plugins.module_utils.disk_update import update_disks
+    web, db = NamedDomain("web02"), NamedDomain("db01", running=True)
+    system, data, db_system = new_images(tmp_path, "system.img", "data.img", "db.img")
+    results, edits = update_disks(Hypervisor(web, db), [
+        {"name": "web02", "target": "vda", "source": system},
+        {"name": "db01", "target": "vda", "source": db_system},
+        {"name": "web02", "target": "sda", "source": data},
+        {"name": "db01", "target": "sda", "source": "/var/lib/libvirt/images/data disk é.raw"},
+    ], on_running="persist", allowed_backing_dirs=None, apply=True)
+    assert [name for name, _edit in edits] == ["web02", "db01"]
+    assert len(web.defined) == 1 and system in web.defined[0] and data in web.defined[0]
+    assert len(db.defined) == 1 and db_system in db.defined[0]
+    assert [(r["name"], r["target"], r["changed"], r["pending_restart"]) for r in results] == [
+        ("web02", "vda", True, False), ("db01", "vda", True, True), ("web02", "sda", True, False),
+        ("db01", "sda", False, False)]
+    assert results[0]["reason"] == f"vda: source /var/lib/libvirt/images/system.raw -> {system}"
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"name": "db01", "target": "vdz", "source": "/x.img"}, "has no disk with target vdz"),
+    ({"name": "db01", "target": "vda", "source": "/does/not/exist.img"}, "refusing to point the disk at"),
+    ({"name": "gone", "target": "vda", "source": "/x.img"}, "domain gone not found"),
+    ({"name": "web02", "match_source": "/var/lib/libvirt/images/system.raw", "source": "/x.img"}, "named twice"),
+], ids=["unknown-target", "missing-source", "unknown-domain", "disk-twice"])
+def test_one_refusal_writes_nothing_for_any_domain(tmp_path, bad, message):
+    from ansible_collections.kvm.images.plugins.module_utils.disk_update import update_disks
+    web, db = NamedDomain("web02"), NamedDomain("db01")
+    [system] = new_images(tmp_path, "system.img")
+    with pytest.raises(KvmImagesError, match=message):
+        update_disks(Hypervisor(web, db), [{"name": "web02", "target": "vda", "source": system}, bad],
+                     on_running="persist", allowed_backing_dirs=None, apply=True)
+    assert web.defined == [] and db.defined == []
+
+
+def test_a_define_failing_midway_names_the_domains_already_updated(tmp_path):
+    from ansible_collections.kvm.images.plugins.module_utils.disk_update import update_disks
+    web, db = NamedDomain("web02"), NamedDomain("db01")
+    system, db_system = new_images(tmp_path, "system.img", "db.img")
+
+    class Refusing:
+        def defineXML(self, xml):
+            import libvirt
+            raise libvirt.libvirtError("operation failed: storage is read-only")
+
+    db.connect = Refusing
+    with pytest.raises(KvmImagesError, match=r"cannot define db01.*\(domains already updated: web02\)") as failure:
+        update_disks(Hypervisor(web, db), [{"name": "web02", "target": "vda", "source": system},
+                                           {"name": "db01", "target": "vda", "source": db_system}],
+                     on_running="persist", allowed_backing_dirs=None, apply=True)
+    assert failure.value.details["updated"] == ["web02"]
+    assert len(web.defined) == 1
+
+
+def test_check_mode_decides_everything_and_defines_nothing(tmp_path):
+    from ansible_collections.kvm.images.plugins.module_utils.disk_update import update_disks
+    web = NamedDomain("web02", running=True)
+    [system] = new_images(tmp_path, "system.img")
+    results, edits = update_disks(Hypervisor(web), [{"name": "web02", "target": "vda", "source": system}],
+                                  on_running="persist", allowed_backing_dirs=None, apply=False)
+    assert results[0]["changed"] and results[0]["pending_restart"] and len(edits) == 1
+    assert web.defined == []
+    with pytest.raises(KvmImagesError, match="on_running is fail"):
+        update_disks(Hypervisor(web), [{"name": "web02", "target": "vda", "source": system}],
+                     on_running="fail", allowed_backing_dirs=None, apply=True)
