@@ -310,10 +310,11 @@ def offline_outcome(disks: list[dict[str, t.Any]], convert_results: list[dict[st
         for disk in disks:
             if disk["domain"] not in errors and disk["domain"] not in updated:
                 errors[disk["domain"]] = update_result.get("msg") or "the definition update failed"
-    done = [(disk, result) for disk, result in zip(disks, convert_results) if disk["domain"] not in errors]
-    results = outcome_records([disk for disk, _ in done], [result for _, result in done], host, 0, False)
+    moved = [index for index, disk in enumerate(disks) if disk["domain"] not in errors]
+    results = outcome_records([disks[index] for index in moved], [convert_results[index] for index in moved],
+                              host, 0, False)
     results += [dict(disk, host=host, status="failed", error=errors[disk["domain"]])
                 for disk in disks if disk["domain"] in errors]
-    updates = [{"name": disk["domain"], "target": disk["target"], "source": disk["dest"],
-                "driver_type": disk["target_format"]} for disk, _ in done]
+    updates = [{"name": disks[index]["domain"], "target": disks[index]["target"], "source": disks[index]["dest"],
+                "driver_type": disks[index]["target_format"]} for index in moved]
     return {"updates": updates, "results": results}

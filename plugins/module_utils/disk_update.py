@@ -133,7 +133,7 @@ def update_disks(connection: t.Any, disks: list[dict[str, t.Any]], *, on_running
     by_domain: dict[str, list[int]] = {}
     for index, wanted in enumerate(disks):
         by_domain.setdefault(wanted["name"], []).append(index)
-    results: list[dict[str, t.Any]] = [{} for _ in disks]
+    results: list[dict[str, t.Any]] = [{} for _disk in disks]
     planned = []
     for name, indexes in by_domain.items():
         dom = connection.domain(name)
