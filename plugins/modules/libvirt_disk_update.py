@@ -192,6 +192,20 @@ IO_MODES = ["threads", "native", "io_uring"]
 SINGLE_DISK_OPTIONS = ("name", "target", "match_source", "source", "driver_type") + DRIVER_OPTIONS
 
 
+def disk_change_spec() -> dict:
+    """The options that choose one disk and say what to set on it: top level, and in each of disks."""
+    return dict(
+        target=dict(type="str"),
+        match_source=dict(type="path"),
+        source=dict(type="path"),
+        driver_type=dict(type="str", choices=["raw", "qcow2"]),
+        cache=dict(type="str", choices=CACHE_MODES),
+        io=dict(type="str", choices=IO_MODES),
+        discard=dict(type="str", choices=["ignore", "unmap"]),
+        detect_zeroes=dict(type="str", choices=["off", "on", "unmap"]),
+    )
+
+
 def run_many(module: AnsibleModule) -> dict:
     params = module.params
     with LibvirtConnection(params["uri"]) as connection:
@@ -245,25 +259,9 @@ def main() -> None:
         argument_spec=dict(
             uri=dict(type="str", default="qemu:///system"),
             name=dict(type="str"),
-            disks=dict(type="list", elements="dict", options=dict(
-                name=dict(type="str", required=True),
-                target=dict(type="str"),
-                match_source=dict(type="path"),
-                source=dict(type="path"),
-                driver_type=dict(type="str", choices=["raw", "qcow2"]),
-                cache=dict(type="str", choices=CACHE_MODES),
-                io=dict(type="str", choices=IO_MODES),
-                discard=dict(type="str", choices=["ignore", "unmap"]),
-                detect_zeroes=dict(type="str", choices=["off", "on", "unmap"]),
-            ), required_one_of=[("target", "match_source")], mutually_exclusive=[("target", "match_source")]),
-            target=dict(type="str"),
-            match_source=dict(type="path"),
-            source=dict(type="path"),
-            driver_type=dict(type="str", choices=["raw", "qcow2"]),
-            cache=dict(type="str", choices=CACHE_MODES),
-            io=dict(type="str", choices=IO_MODES),
-            discard=dict(type="str", choices=["ignore", "unmap"]),
-            detect_zeroes=dict(type="str", choices=["off", "on", "unmap"]),
+            disks=dict(type="list", elements="dict", options=dict(name=dict(type="str", required=True), **disk_change_spec()),
+                       required_one_of=[("target", "match_source")], mutually_exclusive=[("target", "match_source")]),
+            **disk_change_spec(),
             on_running=dict(type="str", default="persist", choices=["persist", "fail"]),
             allowed_backing_dirs=dict(type="list", elements="path"),
         ),
