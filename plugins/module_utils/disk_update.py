@@ -60,14 +60,9 @@ class Edit:
 class DiskUpdate:
     """Decide on a copy of the definition, then (outside check mode) define it and read it back."""
 
-    def __init__(self, dom: t.Any, *, target: str | None = None, match_source: str | None = None) -> None:
+    def __init__(self, dom: t.Any) -> None:
         self.dom = dom
         self.name = dom.name()
-        self.target = target
-        self.match_source = match_source
-
-    def plan(self, source: str | None, driver_type: str | None, driver_options: dict[str, str | None]) -> Edit:
-        return self.plan_changes([DiskChange(self.target, self.match_source, source, driver_type, driver_options)])
 
     def plan_changes(self, changes: list[DiskChange]) -> Edit:
         """Every change on one copy of the definition, so that one define makes them all."""
@@ -88,7 +83,7 @@ class DiskUpdate:
                                 driver_options=change.driver_options or {})
         return Edit(read_xml, before, domain_xml.serialize(root), facts)
 
-    def apply(self, read_xml: str, new_xml: str, expected: dict[str, t.Any] | list[dict[str, t.Any]]) -> None:
+    def apply(self, read_xml: str, new_xml: str, expected: list[dict[str, t.Any]]) -> None:
         # Someone else may have edited the domain since we read it.
         if domain_xml.canonical(inactive_xml(self.dom)) != domain_xml.canonical(read_xml):
             raise KvmImagesError(f"the definition of {self.name} changed while it was being edited;"
@@ -96,7 +91,7 @@ class DiskUpdate:
         conn = self.dom.connect()
         libvirt_call(f"cannot define {self.name}", conn.defineXML, new_xml)
         root = domain_xml.parse(inactive_xml(self.dom))
-        for wanted in expected if isinstance(expected, list) else [expected]:
+        for wanted in expected:
             disk = domain_xml.disk_facts(domain_xml.find_disk(root, target=wanted["target"]))
             wrong = {key: (disk.get(key), value) for key, value in wanted.items()
                      if value is not None and key != "target" and disk.get(key) != value}
@@ -166,8 +161,9 @@ def update_disks(connection: t.Any, disks: list[dict[str, t.Any]], *, on_running
                 update.apply(edit.read_xml, edit.after, expected)
             except KvmImagesError as exc:
                 exc.details["updated"] = list(done)
-                exc.msg += f" (domains already updated: {', '.join(done) or 'none'})"
-                exc.args = (exc.msg,)
+                if len(planned) > 1:
+                    exc.msg += f" (domains already updated: {', '.join(done) or 'none'})"
+                    exc.args = (exc.msg,)
                 raise
             done.append(name)
     return results, [(name, edit) for name, _update, edit, _expected in planned]

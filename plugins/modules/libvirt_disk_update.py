@@ -176,16 +176,11 @@ disks:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.kvm.images.plugins.module_utils.disk_update import (
-    DiskUpdate,
-    check_new_source,
-    describe_change,
-    update_disks,
-)
+from ansible_collections.kvm.images.plugins.module_utils.disk_update import Edit, update_disks
 from ansible_collections.kvm.images.plugins.module_utils.domain_xml import DRIVER_OPTIONS
 from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImagesError
 from ansible_collections.kvm.images.plugins.module_utils.module_run import run_libvirt_module
-from ansible_collections.kvm.images.plugins.module_utils.libvirt_connection import LibvirtConnection, libvirt_call
+from ansible_collections.kvm.images.plugins.module_utils.libvirt_connection import LibvirtConnection
 
 CACHE_MODES = ["default", "none", "writethrough", "writeback", "directsync", "unsafe"]
 IO_MODES = ["threads", "native", "io_uring"]
@@ -213,45 +208,31 @@ def run_many(module: AnsibleModule) -> dict:
                                     allowed_backing_dirs=params["allowed_backing_dirs"], apply=not module.check_mode)
     result = {"changed": bool(edits), "disks": disks}
     if module._diff:
-        result["diff"] = [{"before": edit.before, "after": edit.after, "before_header": f"{name} (before)",
-                           "after_header": f"{name} (after)"} for name, edit in edits]
+        result["diff"] = [xml_diff(name, edit) for name, edit in edits]
     return result
+
+
+def xml_diff(name: str, edit: Edit) -> dict:
+    return {"before": edit.before, "after": edit.after, "before_header": f"{name} (before)",
+            "after_header": f"{name} (after)"}
 
 
 def run(module: AnsibleModule) -> dict:
     params = module.params
     if params["disks"] is not None:
         return run_many(module)
-    name = params["name"]
     if params["target"] is None and params["match_source"] is None:
         raise KvmImagesError("one of target and match_source is required with name; nothing was changed")
+    wanted = {key: params[key] for key in SINGLE_DISK_OPTIONS}
     with LibvirtConnection(params["uri"]) as connection:
-        dom = connection.domain(name)
-        if not libvirt_call(f"cannot read the state of {name}", dom.isPersistent):
-            raise KvmImagesError(f"domain {name} is transient: it has no persistent definition to edit;"
-                                 " nothing was changed", domain=name)
-        running = bool(libvirt_call(f"cannot read the state of {name}", dom.isActive))
-        update = DiskUpdate(dom, target=params["target"], match_source=params["match_source"])
-        options = {key: params[key] for key in DRIVER_OPTIONS}
-        edit = update.plan(params["source"], params["driver_type"], options)
-        result = {"changed": edit.changed, "disk": edit.disk, "pending_restart": False}
-        if not edit.changed:
-            return result
-        if running and params["on_running"] == "fail":
-            raise KvmImagesError(f"domain {name} is running and on_running is fail; nothing was changed",
-                                 domain=name)
-        if params["source"] is not None or params["driver_type"] is not None:
-            check_new_source(params["source"] or edit.disk["source"], params["driver_type"],
-                             edit.disk["driver_type"], params["allowed_backing_dirs"])
-        result.update(reason=describe_change(edit.disk, params), pending_restart=running,
-                      previous_xml=edit.read_xml)
+        [disk], edits = update_disks(connection, [wanted], on_running=params["on_running"],
+                                     allowed_backing_dirs=params["allowed_backing_dirs"], apply=not module.check_mode)
+    result = {"changed": bool(edits), "disk": disk["disk"], "pending_restart": disk["pending_restart"]}
+    for name, edit in edits:
+        result.update(reason=disk["reason"], previous_xml=edit.read_xml)
         if module._diff:
-            result["diff"] = {"before": edit.before, "after": edit.after,
-                              "before_header": f"{name} (before)", "after_header": f"{name} (after)"}
-        if not module.check_mode:
-            expected = {"target": edit.disk["target"], "source": params["source"], "driver_type": params["driver_type"]}
-            update.apply(edit.read_xml, edit.after, expected)
-        return result
+            result["diff"] = xml_diff(name, edit)
+    return result
 
 
 def main() -> None:

@@ -8,9 +8,10 @@ import pathlib
 
 import pytest
 
-from ansible_collections.kvm.images.plugins.module_utils.disk_update import DiskUpdate
+from ansible_collections.kvm.images.plugins.module_utils.disk_update import DiskChange, DiskUpdate
 from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImagesError
 
+VDA_TO_QCOW2 = DiskChange("vda", None, "/var/lib/libvirt/images/system.qcow2", "qcow2")
 WEB01 = (pathlib.Path(__file__).parent / "fixtures" / "domain_xml" / "web01.xml").read_text()
 
 
@@ -43,11 +44,11 @@ class FakeDomain:
 
 def test_edit_is_defined_and_read_back():
     dom = FakeDomain([WEB01, WEB01])
-    update = DiskUpdate(dom, target="vda", match_source=None)
-    edit = update.plan("/var/lib/libvirt/images/system.qcow2", "qcow2", {})
+    update = DiskUpdate(dom)
+    edit = update.plan_changes([VDA_TO_QCOW2])
     assert edit.changed
-    update.apply(edit.read_xml, edit.after, {"target": "vda", "source": "/var/lib/libvirt/images/system.qcow2",
-                                             "driver_type": "qcow2"})
+    update.apply(edit.read_xml, edit.after, [{"target": "vda", "source": "/var/lib/libvirt/images/system.qcow2",
+                                              "driver_type": "qcow2"}])
     assert len(dom.defined) == 1
     assert "system.qcow2" in dom.defined[0]
 
@@ -55,10 +56,10 @@ def test_edit_is_defined_and_read_back():
 def test_a_definition_changed_meanwhile_is_not_overwritten():
     someone_elses = WEB01.replace("<vcpu placement='static'>1</vcpu>", "<vcpu placement='static'>4</vcpu>")
     dom = FakeDomain([WEB01, someone_elses])
-    update = DiskUpdate(dom, target="vda", match_source=None)
-    edit = update.plan("/var/lib/libvirt/images/system.qcow2", "qcow2", {})
+    update = DiskUpdate(dom)
+    edit = update.plan_changes([VDA_TO_QCOW2])
     with pytest.raises(KvmImagesError, match="changed while it was being edited; nothing was written"):
-        update.apply(edit.read_xml, edit.after, {"target": "vda", "source": None, "driver_type": "qcow2"})
+        update.apply(edit.read_xml, edit.after, [{"target": "vda", "source": None, "driver_type": "qcow2"}])
     assert dom.defined == []
 
 
@@ -70,11 +71,11 @@ def test_a_definition_that_reads_back_wrong_is_reported():
             """libvirt accepted the definition but kept the old one."""
 
     dom.connect = IgnoringConnection
-    update = DiskUpdate(dom, target="vda", match_source=None)
-    edit = update.plan("/var/lib/libvirt/images/system.qcow2", "qcow2", {})
+    update = DiskUpdate(dom)
+    edit = update.plan_changes([VDA_TO_QCOW2])
     with pytest.raises(KvmImagesError, match="reads back as"):
-        update.apply(edit.read_xml, edit.after, {"target": "vda", "source": "/var/lib/libvirt/images/system.qcow2",
-                                                 "driver_type": "qcow2"})
+        update.apply(edit.read_xml, edit.after, [{"target": "vda", "source": "/var/lib/libvirt/images/system.qcow2",
+                                                  "driver_type": "qcow2"}])
 
 
 class NamedDomain(FakeDomain):
