@@ -10,7 +10,6 @@ from ansible.errors import AnsibleFilterError
 
 from ansible_collections.kvm.images.plugins.module_utils.disk_plan import (
     apply_preflight,
-    merge_records,
     offline_outcome,
     outcome_records,
     plan_disks,
@@ -19,6 +18,7 @@ from ansible_collections.kvm.images.plugins.module_utils.disk_plan import (
     rollback_plan,
     space_by_filesystem,
 )
+from ansible_collections.kvm.images.plugins.module_utils.journal import parse_entries
 
 
 def disk_format_plan(domains: list[dict[str, t.Any]], target: str, overrides: dict[str, t.Any] | None = None,
@@ -53,11 +53,11 @@ def disk_format_preflight_requests(records: list[dict[str, t.Any]]) -> list[dict
         raise AnsibleFilterError(f"disk_format_preflight_requests: {exc}") from exc
 
 
-def disk_format_rollback_plan(records: list[dict[str, t.Any]], domains: list[dict[str, t.Any]],
+def disk_format_rollback_plan(journal: str, domains: list[dict[str, t.Any]],
                               method: str = "auto", include: list[str] | None = None,
                               exclude: list[str] | None = None) -> list[dict[str, t.Any]]:
     try:
-        return rollback_plan(records, domains, method, ["*"] if include is None else include, exclude or [])
+        return rollback_plan(parse_entries(journal), domains, method, ["*"] if include is None else include, exclude or [])
     except (ValueError, KeyError, TypeError) as exc:
         raise AnsibleFilterError(f"disk_format_rollback_plan: {exc}") from exc
 
@@ -86,14 +86,6 @@ def disk_format_report_records(results: list[dict[str, t.Any]], plan: list[dict[
         raise AnsibleFilterError(f"disk_format_report_records: {exc}") from exc
 
 
-def disk_format_merge_records(earlier: list[dict[str, t.Any]],
-                              results: list[dict[str, t.Any]]) -> list[dict[str, t.Any]]:
-    try:
-        return merge_records(earlier, results)
-    except (ValueError, KeyError, TypeError) as exc:
-        raise AnsibleFilterError(f"disk_format_merge_records: {exc}") from exc
-
-
 class FilterModule:
     def filters(self) -> dict[str, t.Callable[..., t.Any]]:
         return {
@@ -105,5 +97,4 @@ class FilterModule:
             "disk_format_outcomes": disk_format_outcomes,
             "disk_format_offline_outcome": disk_format_offline_outcome,
             "disk_format_report_records": disk_format_report_records,
-            "disk_format_merge_records": disk_format_merge_records,
         }

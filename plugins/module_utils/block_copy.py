@@ -12,6 +12,7 @@ from xml.sax.saxutils import quoteattr
 
 from ansible_collections.kvm.images.plugins.module_utils import domain_xml
 from ansible_collections.kvm.images.plugins.module_utils.atomic_file import live_copy_marker
+from ansible_collections.kvm.images.plugins.module_utils.journal import record_switches, switch_entry
 from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImagesError
 from ansible_collections.kvm.images.plugins.module_utils.libvirt_connection import (
     LibvirtError,
@@ -210,8 +211,9 @@ class LiveConversion:
 
     def __init__(self, dom: t.Any, qemu: t.Any, *, target: str, dest: str, fmt: str,
                  options: dict[str, t.Any] | None, bandwidth_mib: int | None, timeout: float,
-                 reconnect: t.Callable[[], t.Any] | None = None) -> None:
+                 reconnect: t.Callable[[], t.Any] | None = None, journal: str | None = None) -> None:
         self.dom = dom
+        self.journal = journal
         self.qemu = qemu
         self.target = target
         self.dest = dest
@@ -279,6 +281,8 @@ class LiveConversion:
             libvirt_call(f"the block copy of {self.copy.where()} failed", self.copy.wait_ready)
             self.dom = self.copy.dom
             if pivot:
+                record_switches(self.journal, [switch_entry(self.name, self.target, disk, self.dest, self.fmt)],
+                                self.name)
                 pause = libvirt_call(f"the pivot of {self.copy.where()} failed", self.copy.pivot)
                 now = live_disk(self.dom, self.target)
                 if (now["source"], now["driver_type"]) != (self.dest, self.fmt):

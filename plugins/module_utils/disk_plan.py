@@ -206,10 +206,29 @@ def preflight_verdict(result: dict[str, t.Any]) -> dict[str, t.Any]:
     }
 
 
-def rollback_plan(records: list[dict[str, t.Any]], domains: list[dict[str, t.Any]],
+def latest_switches(entries: list[dict[str, t.Any]],
+                    disks_now: dict[tuple[str, str], tuple[dict[str, t.Any], dict[str, t.Any]]]) -> list[dict[str, t.Any]]:
+    """Per disk, the last switch to what it uses now; else its last switch (to say why it is left alone).
+
+    A journal line is written before its switch, so the last line of a disk may be
+    a switch that then failed; an earlier one may still describe the image it runs on.
+    """
+    by_disk: dict[tuple[str, str], list[dict[str, t.Any]]] = {}
+    for entry in entries:
+        by_disk.setdefault((entry["domain"], entry["target"]), []).append(entry)
+    chosen = []
+    for key, switches in by_disk.items():
+        found = disks_now.get(key)
+        now = (found[1].get("source"), found[1].get("driver_type")) if found else None
+        matching = [entry for entry in switches if (entry.get("dest"), entry.get("target_format")) == now]
+        chosen.append((matching or switches)[-1])
+    return chosen
+
+
+def rollback_plan(entries: list[dict[str, t.Any]], domains: list[dict[str, t.Any]],
                   method: str = "auto", include: t.Iterable[str] = ("*",),
                   exclude: t.Iterable[str] = ()) -> list[dict[str, t.Any]]:
-    """Plan the way back for disks an earlier run converted.
+    """Plan the way back for disks an earlier run switched (``entries``: its journal, oldest first).
 
     The kept original is stale as soon as the guest has written to the new image,
     so the way back is a fresh conversion of the image the domain uses now into
@@ -218,7 +237,7 @@ def rollback_plan(records: list[dict[str, t.Any]], domains: list[dict[str, t.Any
     """
     disks_now = {(d["name"], disk.get("target")): (d, disk) for d in domains for disk in d.get("disks", [])}
     plan = []
-    for done in records:
+    for done in latest_switches(entries, disks_now):
         record = {
             "domain": done["domain"], "target": done["target"], "source": done.get("dest"),
             "source_format": done.get("target_format"), "target_format": done.get("source_format"),
@@ -280,14 +299,6 @@ def report_records(results: list[dict[str, t.Any]], plan: list[dict[str, t.Any]]
     done = {(r["domain"], r["target"]) for r in results}
     rest = [dict(record, host=host) for record in plan if (record["domain"], record["target"]) not in done]
     return list(results) + rest
-
-
-def merge_records(earlier: list[dict[str, t.Any]], results: list[dict[str, t.Any]]) -> list[dict[str, t.Any]]:
-    """The conversion records to keep: this run's conversions replace earlier ones of the same disk."""
-    converted = [record for record in results if record.get("status") == "converted"]
-    done = {(record["domain"], record["target"]) for record in converted}
-    kept = [record for record in earlier if (record.get("domain"), record.get("target")) not in done]
-    return kept + converted
 
 
 def offline_outcome(disks: list[dict[str, t.Any]], convert_results: list[dict[str, t.Any]], host: str,

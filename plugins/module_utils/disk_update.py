@@ -15,6 +15,7 @@ from ansible_collections.kvm.images.plugins.module_utils.image_safety import (
     path_problems,
     safety_problems,
 )
+from ansible_collections.kvm.images.plugins.module_utils.journal import record_switches, switch_entry
 from ansible_collections.kvm.images.plugins.module_utils.libvirt_connection import inactive_xml, libvirt_call
 
 
@@ -119,11 +120,12 @@ def change_of(wanted: dict[str, t.Any]) -> DiskChange:
 
 def update_disks(connection: t.Any, disks: list[dict[str, t.Any]], *, on_running: str,
                  allowed_backing_dirs: list[str] | None,
-                 apply: bool) -> tuple[list[dict[str, t.Any]], list[tuple[str, Edit]]]:
+                 apply: bool, journal: str | None = None) -> tuple[list[dict[str, t.Any]], list[tuple[str, Edit]]]:
     """Several disks of one or more domains: every change decided and checked first, then each domain
     defined once. Returns a result per disk, in order, and (name, edit) of each domain that changes.
 
     A failure while deciding writes nothing; a failure while defining names the domains already done.
+    Each domain's switches of source or format go to ``journal`` just before it is defined.
     """
     by_domain: dict[str, list[int]] = {}
     for index, wanted in enumerate(disks):
@@ -153,11 +155,17 @@ def update_disks(connection: t.Any, disks: list[dict[str, t.Any]], *, on_running
             expected = [{"target": before["target"], "source": disks[index].get("source"),
                          "driver_type": disks[index].get("driver_type")}
                         for index, before in zip(indexes, edit.disks)]
-            planned.append((name, update, edit, expected))
+            switches = [switch_entry(name, before["target"], before, disks[index].get("source"),
+                                     disks[index].get("driver_type"))
+                        for index, before in zip(indexes, edit.disks)]
+            switches = [entry for entry in switches
+                        if (entry["dest"], entry["target_format"]) != (entry["source"], entry["source_format"])]
+            planned.append((name, update, edit, expected, switches))
     done: list[str] = []
     if apply:
-        for name, update, edit, expected in planned:
+        for name, update, edit, expected, switches in planned:
             try:
+                record_switches(journal, switches, name)
                 update.apply(edit.read_xml, edit.after, expected)
             except KvmImagesError as exc:
                 exc.details["updated"] = list(done)
@@ -166,4 +174,4 @@ def update_disks(connection: t.Any, disks: list[dict[str, t.Any]], *, on_running
                     exc.args = (exc.msg,)
                 raise
             done.append(name)
-    return results, [(name, edit) for name, _update, edit, _expected in planned]
+    return results, [(name, edit) for name, _update, edit, _expected, _switches in planned]

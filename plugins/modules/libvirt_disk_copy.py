@@ -28,6 +28,7 @@ author: kvm.images contributors (@kvm-images)
 extends_documentation_fragment:
   - kvm.images.attributes
   - kvm.images.libvirt
+  - kvm.images.libvirt.journal
   - kvm.images.qemu_img
   - kvm.images.qemu_img.QCOW2_OPTIONS
 attributes:
@@ -154,7 +155,7 @@ def run(module: AnsibleModule) -> dict:
 
         live = LiveConversion(dom, qemu, target=params["target"], dest=params["dest"], fmt=params["format"],
                               options=options, bandwidth_mib=params["bandwidth"], timeout=params["timeout"],
-                              reconnect=reconnect)
+                              reconnect=reconnect, journal=params["journal"])
         reason, disk = live.decide()
         result = {"changed": reason is not None, "dest": params["dest"], "format": params["format"],
                   "bytes_copied": 0, "duration_s": 0.0, "max_pause_s": 0.0, "pivoted": False, "verified": False}
@@ -193,6 +194,7 @@ def main() -> None:
             timeout=dict(type="int", default=3600),
             pivot=dict(type="bool", default=True),
             verify=dict(type="bool", default=True),
+            journal=dict(type="path"),
         ),
         supports_check_mode=True,
     )

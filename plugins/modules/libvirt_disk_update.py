@@ -25,6 +25,7 @@ author: kvm.images contributors (@kvm-images)
 extends_documentation_fragment:
   - kvm.images.attributes
   - kvm.images.libvirt
+  - kvm.images.libvirt.journal
 attributes:
   check_mode:
     support: full
@@ -205,7 +206,8 @@ def run_many(module: AnsibleModule) -> dict:
     params = module.params
     with LibvirtConnection(params["uri"]) as connection:
         disks, edits = update_disks(connection, params["disks"], on_running=params["on_running"],
-                                    allowed_backing_dirs=params["allowed_backing_dirs"], apply=not module.check_mode)
+                                    allowed_backing_dirs=params["allowed_backing_dirs"], apply=not module.check_mode,
+                                    journal=params["journal"])
     result = {"changed": bool(edits), "disks": disks}
     if module._diff:
         result["diff"] = [xml_diff(name, edit) for name, edit in edits]
@@ -226,7 +228,8 @@ def run(module: AnsibleModule) -> dict:
     wanted = {key: params[key] for key in SINGLE_DISK_OPTIONS}
     with LibvirtConnection(params["uri"]) as connection:
         [disk], edits = update_disks(connection, [wanted], on_running=params["on_running"],
-                                     allowed_backing_dirs=params["allowed_backing_dirs"], apply=not module.check_mode)
+                                     allowed_backing_dirs=params["allowed_backing_dirs"], apply=not module.check_mode,
+                                     journal=params["journal"])
     result = {"changed": bool(edits), "disk": disk["disk"], "pending_restart": disk["pending_restart"]}
     for name, edit in edits:
         result.update(reason=disk["reason"], previous_xml=edit.read_xml)
@@ -245,6 +248,7 @@ def main() -> None:
             **disk_change_spec(),
             on_running=dict(type="str", default="persist", choices=["persist", "fail"]),
             allowed_backing_dirs=dict(type="list", elements="path"),
+            journal=dict(type="path"),
         ),
         required_one_of=[("name", "disks")],
         mutually_exclusive=[("target", "match_source")] + [("disks", key) for key in SINGLE_DISK_OPTIONS],

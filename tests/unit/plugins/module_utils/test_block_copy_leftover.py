@@ -146,3 +146,32 @@ def test_a_run_killed_after_the_pivot_is_finished_by_the_next(tmp_path, monkeypa
     live.run(disk, pivot=True)
     assert fixed and dom.calls == []
     assert not (tmp_path / ("." + "a.qcow2" + LIVE_COPY_MARK)).exists()
+
+
+def test_the_switch_is_in_the_journal_before_the_pivot(tmp_path):
+    from ansible_collections.kvm.images.plugins.module_utils.journal import parse_entries
+    dest, journal = str(tmp_path / "a.qcow2"), tmp_path / "journal.jsonl"
+
+    class Recording(StrandedDomain):
+        def blockJobAbort(self, target, flags):
+            self.calls.append([(e["source"], e["dest"]) for e in parse_entries(journal.read_text())])
+            super().blockJobAbort(target, flags)
+
+    dom = Recording(mirror_to=None)
+    live = LiveConversion(dom, Qemu(), target="vda", dest=dest, fmt="qcow2", options=None, bandwidth_mib=None,
+                          timeout=10, journal=str(journal))
+    live.run(live.decide()[1], pivot=True)
+    assert dom.calls == ["copy", [("/d/a.raw", dest)], "pivot"]
+    assert dom.source == dest
+
+
+def test_no_journal_line_no_pivot(tmp_path):
+    dest = str(tmp_path / "a.qcow2")
+    dom = StrandedDomain(mirror_to=None)
+    live = LiveConversion(dom, Qemu(), target="vda", dest=dest, fmt="qcow2", options=None, bandwidth_mib=None,
+                          timeout=10, journal=str(tmp_path / "missing" / "journal.jsonl"))
+    with pytest.raises(KvmImagesError, match="cannot record the switch of web01"):
+        live.run(live.decide()[1], pivot=True)
+    assert dom.calls == ["copy", "abort"]
+    assert dom.source == "/d/a.raw"
+    assert sorted(path.name for path in tmp_path.iterdir()) == []

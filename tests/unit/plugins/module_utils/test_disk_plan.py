@@ -292,13 +292,27 @@ def test_report_records_list_every_disk_once():
     assert all(r["host"] == "hv1" for r in records)
 
 
-def test_merge_records_keeps_the_latest_conversion_of_each_disk():
-    from ansible_collections.kvm.images.plugins.module_utils.disk_plan import merge_records
-    earlier = [converted_record("web01", "vda"), converted_record("db01", "vda")]
-    now = [dict(converted_record("web01", "vda"), dest="/images/new.qcow2"),
-           dict(converted_record("app01", "vda"), status="failed")]
-    merged = merge_records(earlier, now)
-    assert [(r["domain"], r["dest"]) for r in merged] == [("db01", "/images/a.qcow2"), ("web01", "/images/new.qcow2")]
+def test_rollback_takes_the_last_switch_to_what_the_disk_uses_now():
+    """A journal line is written before its switch: a later line whose switch failed must not hide the real one."""
+    from ansible_collections.kvm.images.plugins.module_utils.disk_plan import rollback_plan
+    real = converted_record()
+    failed_later = dict(converted_record(), source="/images/a.qcow2", source_format="qcow2",
+                        dest="/images/a.raw", target_format="raw")
+    other_disk = converted_record("db01")
+    now = [domain(disks=[disk(source="/images/a.qcow2", fmt="qcow2")])]
+    records = rollback_plan([real, other_disk, failed_later], now)
+    assert [(r["domain"], r["action"]) for r in records] == [("web01", "convert"), ("db01", "skip")]
+    assert (records[0]["source"], records[0]["dest"]) == ("/images/a.qcow2", "/images/a.raw")
+
+
+def test_rollback_of_a_disk_switched_twice_goes_back_one_step():
+    from ansible_collections.kvm.images.plugins.module_utils.disk_plan import rollback_plan
+    first = converted_record()
+    second = dict(converted_record(), source="/images/a.qcow2", source_format="qcow2",
+                  dest="/images/b.qcow2", target_format="qcow2")
+    now = [domain(disks=[disk(source="/images/b.qcow2", fmt="qcow2")])]
+    [record] = rollback_plan([first, second], now)
+    assert (record["action"], record["source"], record["dest"]) == ("convert", "/images/b.qcow2", "/images/a.qcow2")
 
 
 def shut_off_disks():

@@ -177,3 +177,50 @@ def test_check_mode_decides_everything_and_defines_nothing(tmp_path):
     with pytest.raises(KvmImagesError, match="on_running is fail"):
         update_disks(Hypervisor(web), [{"name": "web02", "target": "vda", "source": system}],
                      on_running="fail", allowed_backing_dirs=None, apply=True)
+
+
+def test_each_switch_is_in_the_journal_before_its_domain_is_defined(tmp_path):
+    from ansible_collections.kvm.images.plugins.module_utils.disk_update import update_disks
+    from ansible_collections.kvm.images.plugins.module_utils.journal import parse_entries
+    journal = tmp_path / "journal.jsonl"
+    web, db = NamedDomain("web02"), NamedDomain("db01")
+    system, db_system = new_images(tmp_path, "system.img", "db.img")
+    seen_at_define = {}
+
+    def recording(dom):
+        class Connection:
+            def defineXML(self, xml):
+                seen_at_define[dom.name()] = [(e["domain"], e["target"]) for e in parse_entries(journal.read_text())]
+                dom.xml = xml
+        return Connection
+
+    web.connect, db.connect = recording(web), recording(db)
+    update_disks(Hypervisor(web, db), [{"name": "web02", "target": "vda", "source": system, "driver_type": "raw"},
+                                       {"name": "db01", "target": "vda", "source": db_system},
+                                       {"name": "db01", "target": "sda", "cache": "none"}],
+                 on_running="persist", allowed_backing_dirs=None, apply=True, journal=str(journal))
+    assert seen_at_define == {"web02": [("web02", "vda")], "db01": [("web02", "vda"), ("db01", "vda")]}
+    [first, _second] = parse_entries(journal.read_text())
+    assert (first["source"], first["source_format"]) == ("/var/lib/libvirt/images/system.raw", "raw")
+    assert (first["dest"], first["target_format"]) == (system, "raw")
+    assert journal.stat().st_mode & 0o777 == 0o600
+
+
+def test_no_journal_line_no_switch(tmp_path):
+    from ansible_collections.kvm.images.plugins.module_utils.disk_update import update_disks
+    web = NamedDomain("web02")
+    [system] = new_images(tmp_path, "system.img")
+    with pytest.raises(KvmImagesError, match=r"cannot record the switch of web02 in .*missing/journal.jsonl: "
+                                             r"No such file or directory; web02 was not changed"):
+        update_disks(Hypervisor(web), [{"name": "web02", "target": "vda", "source": system}],
+                     on_running="persist", allowed_backing_dirs=None, apply=True,
+                     journal=str(tmp_path / "missing" / "journal.jsonl"))
+    assert web.defined == []
+
+
+def test_check_mode_writes_no_journal(tmp_path):
+    from ansible_collections.kvm.images.plugins.module_utils.disk_update import update_disks
+    [system] = new_images(tmp_path, "system.img")
+    update_disks(Hypervisor(NamedDomain("web02")), [{"name": "web02", "target": "vda", "source": system}],
+                 on_running="persist", allowed_backing_dirs=None, apply=False, journal=str(tmp_path / "journal.jsonl"))
+    assert not (tmp_path / "journal.jsonl").exists()

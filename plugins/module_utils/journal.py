@@ -1,0 +1,72 @@
+# Copyright (c) kvm.images contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""An append-only record of disk switches, each written before its switch (private to kvm.images).
+
+A run killed right after a definition changed, or right after a pivot, still leaves
+on disk which image each disk had before. A line for a switch that then failed is
+harmless: a reader compares the lines with what the domain uses now.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import typing as t
+
+from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImagesError
+
+
+def switch_entry(domain: str, target: str, before: dict[str, t.Any], dest: str | None,
+                 target_format: str | None) -> dict[str, t.Any]:
+    """A disk going from ``before`` (its source and driver type) to ``dest`` in ``target_format``."""
+    return {"domain": domain, "target": target, "source": before.get("source"),
+            "source_format": before.get("driver_type"), "dest": dest or before.get("source"),
+            "target_format": target_format or before.get("driver_type"), "time": round(time.time(), 3)}
+
+
+def append_entries(path: str, entries: list[dict[str, t.Any]]) -> None:
+    """Append one JSON line per entry in one write, and flush it to the disk before returning."""
+    if not entries:
+        return
+    data = "".join(json.dumps(entry, sort_keys=True) + "\n" for entry in entries).encode("utf-8")
+    created = not os.path.lexists(path)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        written = 0
+        while written < len(data):
+            written += os.write(fd, data[written:])
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if created:
+        directory = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+
+
+def record_switches(journal: str | None, switches: list[dict[str, t.Any]], name: str) -> None:
+    """No record, no switch: a run killed after the switch must still know the original."""
+    if not journal:
+        return
+    try:
+        append_entries(journal, switches)
+    except OSError as exc:
+        raise KvmImagesError(f"cannot record the switch of {name} in {journal}: {exc.strerror or exc};"
+                             f" {name} was not changed", domain=name) from exc
+
+
+def parse_entries(text: str) -> list[dict[str, t.Any]]:
+    """The journal's entries, oldest first; a last line cut short by a kill is not an entry."""
+    entries = []
+    for line in text.splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and all(isinstance(entry.get(key), str) for key in ("domain", "target", "dest")):
+            entries.append(entry)
+    return entries

@@ -1,0 +1,36 @@
+# Copyright (c) kvm.images contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+from ansible_collections.kvm.images.plugins.module_utils.journal import append_entries, parse_entries, switch_entry
+
+BEFORE = {"source": "/images/web 01.raw", "driver_type": "raw"}
+
+
+def test_entries_are_appended_in_order_and_read_back(tmp_path):
+    journal = tmp_path / "journal.jsonl"
+    append_entries(str(journal), [switch_entry("web01", "vda", BEFORE, "/images/web 01.qcow2", "qcow2")])
+    append_entries(str(journal), [switch_entry("web01", "vdb", BEFORE, None, "qcow2"),
+                                  switch_entry("db\n01", "vda", BEFORE, "/images/db.qcow2", None)])
+    entries = parse_entries(journal.read_text())
+    assert [(e["domain"], e["target"], e["dest"], e["target_format"]) for e in entries] == [
+        ("web01", "vda", "/images/web 01.qcow2", "qcow2"),
+        ("web01", "vdb", "/images/web 01.raw", "qcow2"),
+        ("db\n01", "vda", "/images/db.qcow2", "raw")]
+    assert all((e["source"], e["source_format"]) == ("/images/web 01.raw", "raw") for e in entries)
+
+
+def test_a_line_cut_short_by_a_kill_is_not_an_entry(tmp_path):
+    journal = tmp_path / "journal.jsonl"
+    append_entries(str(journal), [switch_entry("web01", "vda", BEFORE, "/images/a.qcow2", "qcow2")])
+    whole = journal.read_text()
+    text = whole + whole[:len(whole) // 2]
+    assert [e["dest"] for e in parse_entries(text)] == ["/images/a.qcow2"]
+    assert parse_entries('[1]\n{"domain": "x"}\nnot json\n') == []
+
+
+def test_nothing_to_append_creates_nothing(tmp_path):
+    append_entries(str(tmp_path / "journal.jsonl"), [])
+    assert not (tmp_path / "journal.jsonl").exists()
