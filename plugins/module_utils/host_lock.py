@@ -6,10 +6,12 @@
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
 import os
 import time
 import typing as t
+from contextlib import contextmanager
 
 from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImagesError
 
@@ -26,7 +28,7 @@ def read_holder(path: str) -> dict[str, t.Any] | None:
     return holder if isinstance(holder, dict) else {"owner": "unknown", "since": 0}
 
 
-def try_create(path: str, owner: str, now: float) -> bool:
+def try_create(path: str, owner: str, now: float, process: dict[str, t.Any] | None = None) -> bool:
     """Create the lock atomically; False when it exists."""
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -35,26 +37,40 @@ def try_create(path: str, owner: str, now: float) -> bool:
             return False
         raise KvmImagesError(f"cannot create the lock {path}: {exc.strerror}", path=path) from exc
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump({"owner": owner, "since": now, "pid": os.getpid()}, handle)
+        json.dump({"owner": owner, "since": now, "process": process}, handle)
         handle.flush()
         os.fsync(handle.fileno())
     return True
 
 
+@contextmanager
+def directory_locked(path: str) -> t.Iterator[None]:
+    """Two runs taking over the same dead lock must not both believe they won."""
+    fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 class HostLock:
-    def __init__(self, path: str, owner: str, *, clock: t.Callable[[], float] = time.time,
+    def __init__(self, path: str, owner: str, *, process: dict[str, t.Any] | None = None,
+                 clock: t.Callable[[], float] = time.time,
                  sleep: t.Callable[[float], None] = time.sleep, poll_interval: float = 1.0) -> None:
         self.path = path
         self.owner = owner
+        self.process = process
         self.clock = clock
         self.sleep = sleep
         self.poll_interval = poll_interval
 
-    def acquire(self, wait_timeout: float, stale_after: float) -> dict[str, t.Any]:
+    def acquire(self, wait_timeout: float, stale_after: float, take_over: str | None = None) -> dict[str, t.Any]:
         """Take the lock, waiting up to ``wait_timeout`` s for another run to release it.
 
         A lock older than ``stale_after`` s is taken over: its run was killed
         before it could release it (an async timeout or a kill -9 runs no cleanup).
+        So is a lock held by ``take_over``, a run known to be dead.
         """
         started = self.clock()
         while True:
@@ -62,13 +78,12 @@ class HostLock:
             if holder is not None and holder.get("owner") == self.owner:
                 return {"changed": False, "taken_over": None}
             if holder is None:
-                if try_create(self.path, self.owner, self.clock()):
+                if try_create(self.path, self.owner, self.clock(), self.process):
                     return {"changed": True, "taken_over": None}
                 continue
             age = self.clock() - float(holder.get("since", 0))
-            if age > stale_after:
-                os.unlink(self.path)
-                if try_create(self.path, self.owner, self.clock()):
+            if age > stale_after or (take_over is not None and holder.get("owner") == take_over):
+                if self.replace(holder):
                     return {"changed": True, "taken_over": holder}
                 continue
             if self.clock() - started >= wait_timeout:
@@ -77,6 +92,14 @@ class HostLock:
                     f" waited {wait_timeout:g} s and changed nothing. If that run is dead, remove {self.path}.",
                     path=self.path, holder=holder)
             self.sleep(self.poll_interval)
+
+    def replace(self, holder: dict[str, t.Any]) -> bool:
+        """Our lock in place of ``holder``'s, if it still holds it; False when another run came first."""
+        with directory_locked(self.path):
+            if read_holder(self.path) != holder:
+                return False
+            os.unlink(self.path)
+            return try_create(self.path, self.owner, self.clock(), self.process)
 
     def release(self) -> dict[str, t.Any]:
         holder = read_holder(self.path)

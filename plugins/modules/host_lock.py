@@ -14,6 +14,10 @@ description:
     for the first to release it, then fails having changed nothing.
   - A lock older than O(stale_after) seconds is taken over, since its run was killed before it could
     release it (an C(async) timeout or a killed C(ansible-playbook) runs no cleanup).
+  - The lock names the C(ansible-playbook) process of its run (O(process)). When another run's lock is found,
+    the controller checks that process; if it ran on this same controller and is gone (killed with C(kill -9)
+    or interrupted with Ctrl-C before its cleanup), the lock is taken over at once. A run of another
+    controller is never presumed dead.
 author: kvm.images contributors (@kvm-images)
 extends_documentation_fragment:
   - kvm.images.attributes
@@ -48,6 +52,16 @@ options:
     description: Age in seconds after which a lock is considered left behind by a killed run.
     type: int
     default: 21600
+  process:
+    description:
+      - The controller process of this run (C(host), C(pid), C(started)), kept in the lock. Filled in by the
+        module's action plugin; set it only when calling the module some other way.
+    type: dict
+  take_over:
+    description:
+      - The owner of a lock known to be dead - the action plugin sets it after checking that owner's process.
+        Its lock is replaced, provided it still holds it; any other owner's lock is waited for as usual.
+    type: str
 """
 
 EXAMPLES = r"""
@@ -66,8 +80,12 @@ EXAMPLES = r"""
 
 RETURN = r"""
 taken_over:
-  description: The content of a stale lock that was taken over, if any.
+  description: The content of a lock that was taken over (stale, or its run dead), if any.
   returned: success
+  type: dict
+holder:
+  description: The content of the lock another run holds (C(owner), C(since), C(process)).
+  returned: failure, when another run holds the lock
   type: dict
 """
 
@@ -85,22 +103,25 @@ def main() -> None:
             state=dict(type="str", default="acquired", choices=["acquired", "released"]),
             wait_timeout=dict(type="int", default=0),
             stale_after=dict(type="int", default=21600),
+            process=dict(type="dict"),
+            take_over=dict(type="str"),
         ),
         supports_check_mode=True,
     )
     params = module.params
-    lock = HostLock(params["path"], params["owner"])
+    lock = HostLock(params["path"], params["owner"], process=params["process"])
     try:
         if module.check_mode:
             holder = read_holder(params["path"])
             mine = holder is not None and holder.get("owner") == params["owner"]
-            if params["state"] == "acquired" and holder is not None and not mine:
+            dead = holder is not None and holder.get("owner") == params["take_over"]
+            if params["state"] == "acquired" and holder is not None and not mine and not dead:
                 raise KvmImagesError(f"another run ({holder.get('owner')}) holds the lock {params['path']}",
                                      path=params["path"], holder=holder)
-            changed = (holder is None) if params["state"] == "acquired" else mine
-            module.exit_json(changed=changed, taken_over=None)
+            changed = (holder is None or dead) if params["state"] == "acquired" else mine
+            module.exit_json(changed=changed, taken_over=holder if dead else None)
         if params["state"] == "acquired":
-            module.exit_json(**lock.acquire(params["wait_timeout"], params["stale_after"]))
+            module.exit_json(**lock.acquire(params["wait_timeout"], params["stale_after"], params["take_over"]))
         module.exit_json(**lock.release(), taken_over=None)
     except KvmImagesError as exc:
         module.fail_json(**exc.fail_json_kwargs())

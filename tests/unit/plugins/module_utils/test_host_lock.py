@@ -86,3 +86,36 @@ def test_exactly_one_of_many_processes_creates_the_lock(tmp_path):
     won = [owner for owner, created in outcomes if created]
     assert len(won) == 1
     assert json.loads((tmp_path / "lock").read_text())["owner"] == won[0]
+
+
+def test_a_lock_of_a_run_known_dead_is_taken_over_at_once(tmp_path):
+    path = str(tmp_path / "lock")
+    HostLock(path, "killed-run", process={"host": "ctl", "pid": 4242, "started": "77"}).acquire(0, 3600)
+    with pytest.raises(KvmImagesError, match=r"another run \(killed-run"):
+        HostLock(path, "run-b").acquire(0, 3600, take_over="some-other-run")
+    result = HostLock(path, "run-b", process={"host": "ctl", "pid": 5151, "started": "88"}).acquire(
+        0, 3600, take_over="killed-run")
+    assert result["taken_over"]["process"] == {"host": "ctl", "pid": 4242, "started": "77"}
+    assert json.loads((tmp_path / "lock").read_text())["process"]["pid"] == 5151
+
+
+def _take_over(path, owner, results):
+    try:
+        HostLock(path, owner).acquire(0, 3600, take_over="killed-run")
+        results.put((owner, True))
+    except KvmImagesError:
+        results.put((owner, False))
+
+
+def test_exactly_one_of_many_processes_takes_over_a_dead_lock(tmp_path):
+    path = str(tmp_path / "lock")
+    HostLock(path, "killed-run").acquire(0, 3600)
+    results = multiprocessing.Queue()
+    procs = [multiprocessing.Process(target=_take_over, args=(path, f"run-{i}", results)) for i in range(8)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join()
+    won = [owner for owner, took in (results.get() for proc in procs) if took]
+    assert len(won) == 1
+    assert json.loads((tmp_path / "lock").read_text())["owner"] == won[0]
