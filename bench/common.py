@@ -28,7 +28,12 @@ def collections_path() -> str:
 def timed(argv: list[str], **kwargs: t.Any) -> float:
     """Seconds the command took."""
     started = time.monotonic()
-    subprocess.run(argv, check=True, capture_output=True, text=True, **kwargs)
+    try:
+        subprocess.run(argv, check=True, capture_output=True, text=True, **kwargs)
+    except subprocess.CalledProcessError as exc:
+        sys.stderr.write(f"{exc.cmd[0]} failed (exit {exc.returncode}); the end of its output:\n"
+                         f"{exc.stdout[-4000:]}{exc.stderr[-2000:]}\n")
+        raise
     return time.monotonic() - started
 
 
