@@ -10,6 +10,7 @@ run can remove what an interrupted one left behind.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import stat
 import tempfile
@@ -27,6 +28,44 @@ def live_copy_marker(dest: str) -> str:
     """Beside a destination a live block copy writes into directly (no temp file): while it is there,
     the destination is unfinished, whatever its header says."""
     return os.path.join(os.path.dirname(dest), "." + os.path.basename(dest) + LIVE_COPY_MARK)
+
+
+def claim_marker(path: str, content: str) -> int:
+    """Create or take over ``path`` and hold an exclusive flock on it while the returned fd is open.
+
+    The flock dies with its process, so a marker left by a killed run is free to take, while
+    one whose process lives on (an orphaned module of an interrupted run) raises BlockingIOError.
+    """
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if os.fstat(fd).st_ino == os.lstat(path).st_ino:
+                os.ftruncate(fd, 0)
+                os.write(fd, content.encode("utf-8"))
+                return fd
+        except FileNotFoundError:
+            pass
+        except BaseException:
+            os.close(fd)
+            raise
+        # Its holder removed it between our open and our lock: claim the path afresh.
+        os.close(fd)
+
+
+def marker_holder(path: str) -> str | None:
+    """What a live process holding the marker wrote in it (its pid first); None when no process holds it."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "unknown"
+    finally:
+        os.close(fd)
+    return None
 
 
 def make_temp(dest: str) -> str:
@@ -78,6 +117,15 @@ def commit(temp: str, dest: str) -> None:
     """Rename into place, then make the rename itself durable."""
     os.replace(temp, dest)
     fsync_dir(os.path.dirname(dest))
+
+
+def identity(path: str) -> tuple[int, ...] | None:
+    """Enough to tell that a path now names another file, or the same one rewritten; None when absent."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
 
 
 def same_file(a: str, b: str) -> bool:

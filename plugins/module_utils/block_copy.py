@@ -11,7 +11,7 @@ import typing as t
 from xml.sax.saxutils import quoteattr
 
 from ansible_collections.kvm.images.plugins.module_utils import domain_xml
-from ansible_collections.kvm.images.plugins.module_utils.atomic_file import live_copy_marker
+from ansible_collections.kvm.images.plugins.module_utils.atomic_file import claim_marker, live_copy_marker, marker_holder
 from ansible_collections.kvm.images.plugins.module_utils.journal import record_switches, switch_entry
 from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImagesError
 from ansible_collections.kvm.images.plugins.module_utils.libvirt_connection import (
@@ -257,21 +257,47 @@ class LiveConversion:
                                  dest=self.dest)
         return f"{disk['source']} ({disk['driver_type']}) -> {self.dest} ({self.fmt}), live", disk
 
+    def wait_for_earlier_process(self, timeout: float, *, clock: t.Callable[[], float] = time.monotonic,
+                                 sleep: t.Callable[[float], None] = time.sleep) -> float:
+        """An interrupted run's module lives on (ansible-playbook's workers have sessions of their own), still
+        following its copy into our dest: let it finish or fail before deciding. Returns the seconds waited."""
+        marker = live_copy_marker(self.dest)
+        started = clock()
+        while True:
+            holder = marker_holder(marker)
+            if holder is None:
+                return round(clock() - started, 3)
+            if clock() - started >= timeout:
+                raise KvmImagesError(self.busy(holder) + f"; waited {timeout:g} s and changed nothing",
+                                     domain=self.name, dest=self.dest)
+            sleep(1.0)
+
+    def busy(self, holder: str) -> str:
+        return (f"another process (pid {holder.split()[0]}) still copies domain {self.name}, disk {self.target}"
+                f" into {self.dest} - a module of an interrupted run, which finishes or fails on its own")
+
     def run(self, disk: dict[str, t.Any], pivot: bool) -> dict[str, t.Any]:
         marker = live_copy_marker(self.dest)
+        try:
+            claim = claim_marker(marker, f"{os.getpid()} {self.name} {self.target}\n")
+        except BlockingIOError:
+            raise KvmImagesError(self.busy(marker_holder(marker) or "unknown") + "; nothing was changed",
+                                 domain=self.name, dest=self.dest) from None
+        try:
+            return self.run_claimed(disk, pivot, marker)
+        finally:
+            os.close(claim)
+
+    def run_claimed(self, disk: dict[str, t.Any], pivot: bool, marker: str) -> dict[str, t.Any]:
         if (disk["source"], disk["driver_type"]) == (self.dest, self.fmt):
             # A run killed between the pivot and fixing the definition: finish its work.
             fix_persistent(self.dom, self.target, self.dest, self.fmt)
-            if os.path.lexists(marker):
-                os.unlink(marker)
+            os.unlink(marker)
             return {"bytes_copied": 0, "max_pause_s": 0.0, "pivoted": False}
         if self.leftover_job:
             libvirt_call(f"cannot end the earlier run's block copy of {self.copy.where()}", self.copy.abort_leftover)
-        for leftover in (self.dest, marker):
-            if os.path.lexists(leftover):
-                os.unlink(leftover)
-        with open(marker, "w", encoding="utf-8") as handle:
-            handle.write(f"{self.name} {self.target}\n")
+        if os.path.lexists(self.dest):
+            os.unlink(self.dest)
         pause = 0.0
         try:
             capacity = libvirt_call(f"cannot read the size of {self.target}", self.dom.blockInfo, self.target)[0]

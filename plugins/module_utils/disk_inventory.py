@@ -9,7 +9,9 @@ import os
 import typing as t
 
 from ansible_collections.kvm.images.plugins.module_utils import domain_xml
+from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImagesError
 from ansible_collections.kvm.images.plugins.module_utils.libvirt_connection import (
+    NO_DOMAIN,
     inactive_xml,
     libvirt_call,
     live_xml,
@@ -127,7 +129,16 @@ def describe_hypervisor(connection: t.Any, names: list[str] | None = None) -> li
     """
     for name in names or []:
         connection.domain(name)
-    domains = [describe_domain(dom) for dom in connection.domains()]
+    domains = []
+    for dom in connection.domains():
+        try:
+            domains.append(describe_domain(dom))
+        except KvmImagesError as exc:
+            # Undefined (or renamed) between the listing and the reading: it is not there to convert.
+            if exc.details.get("libvirt_code") != NO_DOMAIN:
+                raise
+    for name in set(names or []) - {domain["name"] for domain in domains}:
+        raise KvmImagesError(f"domain {name} was undefined while the hypervisor was read", domain=name)
     mark_shared_sources(domains)
     if names:
         domains = [domain for domain in domains if domain["name"] in set(names)]

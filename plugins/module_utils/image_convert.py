@@ -59,6 +59,7 @@ class Decision:
     leftovers: list[str]
     dest_exists: bool
     unfinished_live_copy: bool = False
+    dest_identity: tuple[int, ...] | None = None
 
 
 def free_bytes(directory: str) -> int:
@@ -141,7 +142,8 @@ def decide(request: Request) -> Decision:
                              " copy it live with kvm.images.libvirt_disk_copy. Nothing was written", src=src)
     if not convert and found:
         reason = f"leftovers of an interrupted run removed: {', '.join(found)}"
-    return Decision(src, dest, src_format, header, convert, reason, found, exists, unfinished_live_copy)
+    return Decision(src, dest, src_format, header, convert, reason, found, exists, unfinished_live_copy,
+                    atomic_file.identity(dest))
 
 
 def create_options(request: Request) -> dict[str, t.Any]:
@@ -237,6 +239,12 @@ class Converter:
             if request.verify:
                 self.verify(decision, request, temp)
             atomic_file.copy_attributes(self.module, decision.src, temp, owner, group, mode)
+            if atomic_file.identity(decision.dest) != decision.dest_identity:
+                # An interrupted run's module lives on (ansible-playbook's workers have sessions of their
+                # own) and may have put its image there meanwhile, which a guest may run on by now.
+                raise KvmImagesError(f"{decision.dest} changed while this run converted {decision.src} (another"
+                                     " run, or a module of an interrupted one, wrote it); it is left as it is and"
+                                     " this run's copy discarded", dest=decision.dest)
             atomic_file.commit(temp, decision.dest)
         except BaseException:
             atomic_file.remove_quietly(temp)

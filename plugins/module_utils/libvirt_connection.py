@@ -26,6 +26,9 @@ else:
 
     libvirt.registerErrorHandler(_quiet, None)
 
+# virErrorNumber VIR_ERR_NO_DOMAIN, usable without libvirt loaded.
+NO_DOMAIN = 42
+
 # virDomainState values; kept here so the names work without libvirt loaded.
 STATE_NAMES = {
     0: "no state",
@@ -79,7 +82,7 @@ class LibvirtConnection:
         try:
             return self.conn.lookupByName(name)
         except libvirt.libvirtError as exc:
-            if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+            if exc.get_error_code() == NO_DOMAIN:
                 raise KvmImagesError(f"domain {name} not found on {self.uri}", domain=name, uri=self.uri) from exc
             raise KvmImagesError(f"cannot look up domain {name} on {self.uri}: {exc.get_error_message()}",
                                  domain=name, uri=self.uri) from exc

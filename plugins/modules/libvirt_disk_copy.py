@@ -24,6 +24,9 @@ description:
   - A block copy into O(dest) that such a run left running (the process following it was killed, or libvirtd
     stayed away longer than the module waited) is aborted - the guest stays on its original disk - and the copy
     starts again. Any other block job on the disk is refused.
+  - The process that follows a copy holds a lock on that marker. A killed C(ansible-playbook) leaves its modules
+    running (its workers have sessions of their own), so a later run first waits, up to O(timeout), for such a
+    module to finish or fail on its own (RV(waited_s)), then decides afresh - never pulls a job from under it.
 author: kvm.images contributors (@kvm-images)
 extends_documentation_fragment:
   - kvm.images.attributes
@@ -109,6 +112,10 @@ max_pause_s:
   description: The longest the guest was paused, measured around the pivot.
   returned: success
   type: float
+waited_s:
+  description: Seconds spent waiting for the module of an interrupted run to finish its copy into RV(dest).
+  returned: success
+  type: float
 pivoted:
   description: Whether the guest now runs on RV(dest).
   returned: success
@@ -156,9 +163,11 @@ def run(module: AnsibleModule) -> dict:
         live = LiveConversion(dom, qemu, target=params["target"], dest=params["dest"], fmt=params["format"],
                               options=options, bandwidth_mib=params["bandwidth"], timeout=params["timeout"],
                               reconnect=reconnect, journal=params["journal"])
+        waited = 0.0 if module.check_mode else live.wait_for_earlier_process(params["timeout"])
         reason, disk = live.decide()
         result = {"changed": reason is not None, "dest": params["dest"], "format": params["format"],
-                  "bytes_copied": 0, "duration_s": 0.0, "max_pause_s": 0.0, "pivoted": False, "verified": False}
+                  "bytes_copied": 0, "duration_s": 0.0, "max_pause_s": 0.0, "pivoted": False, "verified": False,
+                  "waited_s": waited}
         if reason is None:
             return result
         result["reason"] = reason

@@ -18,6 +18,9 @@ description:
     virtual sizes, C(qemu-img check) and the header of a qcow2), given the source's owner, mode and SELinux
     label, renamed into place and the directory synced. O(dest) is either absent, old or complete, never
     partial. Temp files left by an interrupted run (a killed process runs no cleanup) are removed by the next.
+  - Should O(dest) change while the conversion runs - a module of an interrupted run lives on after a killed
+    C(ansible-playbook), and may rename its own copy into place - the new copy is discarded and O(dest) left as
+    it is, since a guest may already run on it.
   - Free space is checked with C(qemu-img measure) before anything is written.
   - Idempotent without reading the images in full - an existing O(dest) of the target format and virtual size,
     not older than the source, is the result of an earlier run (it only ever appears through a verified rename).

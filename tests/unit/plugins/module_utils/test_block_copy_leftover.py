@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from ansible_collections.kvm.images.plugins.module_utils import block_copy, domain_xml
@@ -14,8 +16,14 @@ from ansible_collections.kvm.images.plugins.module_utils.block_copy import (
     is_leftover_job,
     mirror_source,
 )
-from ansible_collections.kvm.images.plugins.module_utils.atomic_file import LIVE_COPY_MARK, live_copy_marker
+from ansible_collections.kvm.images.plugins.module_utils.atomic_file import (
+    LIVE_COPY_MARK,
+    claim_marker,
+    live_copy_marker,
+    marker_holder,
+)
 from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImagesError
+from ansible_collections.kvm.images.tests.unit.plugins.module_utils.fake_clock import FakeClock
 
 DISK = "<disk type='file' device='disk'><source file='/d/a.raw'/><target dev='vda'/>%s</disk>"
 
@@ -175,3 +183,41 @@ def test_no_journal_line_no_pivot(tmp_path):
     assert dom.calls == ["copy", "abort"]
     assert dom.source == "/d/a.raw"
     assert sorted(path.name for path in tmp_path.iterdir()) == []
+
+
+def test_a_copy_an_orphaned_module_still_follows_is_waited_for_never_taken_over(tmp_path):
+    """kill -9 of ansible-playbook leaves its module running: the next run must not pull the job from under it."""
+    dest = str(tmp_path / "a.qcow2")
+    open(dest, "wb").close()
+    orphan = claim_marker(live_copy_marker(dest), "4242 web01 vda\n")
+    dom = StrandedDomain(mirror_to=dest)
+    live = conversion(dom, dest)
+    clock = FakeClock()
+    with pytest.raises(KvmImagesError, match=r"another process \(pid 4242\) still copies domain web01, disk vda"
+                                             r" into .*a.qcow2 .*; waited 30 s and changed nothing"):
+        live.wait_for_earlier_process(30, clock=clock, sleep=clock.sleep)
+    with pytest.raises(KvmImagesError, match=r"another process \(pid 4242\).*nothing was changed"):
+        live.run(live.decide()[1], pivot=True)
+    assert dom.calls == [] and os.path.exists(dest)
+
+    def orphan_finishes(seconds):
+        clock.sleep(seconds)
+        os.unlink(live_copy_marker(dest))
+        os.close(orphan)
+    clock = FakeClock()
+    assert live.wait_for_earlier_process(30, clock=clock, sleep=orphan_finishes) == 1.0
+
+
+def test_the_marker_of_a_dead_process_is_claimed(tmp_path):
+    marker = str(tmp_path / ".a.qcow2.kvm-images-copy")
+    with open(marker, "w", encoding="utf-8") as left:
+        left.write("4242 web01 vda\n")
+    assert marker_holder(marker) is None
+    fd = claim_marker(marker, "5151 web01 vda\n")
+    try:
+        assert marker_holder(marker) == "5151 web01 vda"
+        with pytest.raises(BlockingIOError):
+            claim_marker(marker, "6161 web01 vda\n")
+    finally:
+        os.close(fd)
+    assert marker_holder(marker) is None

@@ -212,3 +212,26 @@ def test_a_raw_source_has_no_metadata_to_check(tmp_path):
     qemu = FakeQemu(check_status="corrupt")
     Converter(FakeModule(), qemu).check_source(decide(request(raw_image(tmp_path / "web.raw"))))
     assert qemu.checked == []
+
+
+class RacingQemu(FakeQemu):
+    """While this conversion runs, another process puts its own image at the destination."""
+
+    def __init__(self, dest):
+        super().__init__()
+        self.dest = dest
+
+    def convert(self, src, src_format, dest, dest_format, **kwargs):
+        with open(self.dest, "wb") as handle:
+            handle.write(b"the other run's image")
+        return super().convert(src, src_format, dest, dest_format, **kwargs)
+
+
+def test_a_destination_written_meanwhile_is_never_replaced(tmp_path):
+    src = raw_image(tmp_path / "web.raw")
+    dest = str(tmp_path / "copy.raw")
+    req = request(src, format="raw", dest=dest)
+    with pytest.raises(KvmImagesError, match="copy.raw changed while this run converted .*left as it is"):
+        Converter(FakeModule(), RacingQemu(dest)).run(decide(req), req, None, None, None)
+    assert sorted(os.listdir(tmp_path)) == ["copy.raw", "web.raw"]
+    assert (tmp_path / "copy.raw").read_bytes() == b"the other run's image"

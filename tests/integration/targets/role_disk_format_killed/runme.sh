@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# kill -9 in the middle of the disk_format role, twice: of ansible-playbook alone while
+# a shut-off guest's disk is converted, then of its whole process group while a running
+# guest's disk is copied live. Each time the original images stay intact and the guests
+# defined (the running one never stops); the next run, with no hand cleanup, takes over
+# the dead run's lock and stranded block job and converges; the one after changes
+# nothing; and the rollback finds the switch the killed run made in its journal.
+set -euo pipefail
+
+collection=${ANSIBLE_COLLECTIONS_PATH%%:*}/ansible_collections/kvm/images
+here=$(cd "$(dirname "$0")" && pwd)
+lab=${KVM_IMAGES_LAB_DIR:-/var/lib/kvm-images-lab}/scratch/role_disk_format_killed
+python=${ANSIBLE_TEST_PYTHON_INTERPRETER:-$(command -v python3)}
+labctl=("$python" "$collection/tests/guest/labctl.py")
+virsh=(virsh -c qemu:///system)
+off=kvm-images-it-killed-off
+live=kvm-images-it-killed-live
+
+cleanup() {
+  "${labctl[@]}" remove "$off" "$live" >/dev/null
+  rm -rf "$lab"
+}
+trap cleanup EXIT
+cleanup
+mkdir -p "$lab"
+chmod 755 "$lab"
+
+fail() {
+  echo "FAILED: $*" >&2
+  [ ! -e "$lab/killed-run.log" ] || tail -n 40 "$lab/killed-run.log" >&2
+  exit 1
+}
+# A shell glob that matches a file within the time given, or a failure.
+wait_for() {
+  local pattern=$1 seconds=$2 step
+  for ((step = 0; step < seconds * 20; step++)); do
+    compgen -G "$pattern" >/dev/null && return 0
+    sleep 0.05
+  done
+  fail "nothing matched $pattern within $seconds s"
+}
+converge() {
+  ansible-playbook -i localhost, -c local -e ansible_python_interpreter="$python" -e lab="$lab" \
+    "$here/converge.yml" "$@"
+}
+# Start a run in a session of its own; prints its pid, which is also its process group.
+start_run() {
+  setsid ansible-playbook -i localhost, -c local -e ansible_python_interpreter="$python" -e lab="$lab" \
+    "$here/converge.yml" "$@" >"$lab/killed-run.log" 2>&1 &
+  echo $!
+}
+source_of() { "${virsh[@]}" domblklist "$1" | awk '$1 == "vda" {print $2}'; }
+defined_source_of() { "${virsh[@]}" domblklist --inactive "$1" | awk '$1 == "vda" {print $2}'; }
+left_behind() { find "$lab" -maxdepth 1 -name '.*.kvm-images-*' -printf '%f\n'; }
+
+dd if=/dev/urandom of="$lab/off.raw" bs=1M count=512 status=none
+dd if=/dev/urandom of="$lab/live.raw" bs=1M count=32 status=none
+off_sum=$(sha256sum <"$lab/off.raw")
+live_sum=$(sha256sum <"$lab/live.raw")
+"${labctl[@]}" define --name "$off" --serial "$lab/off.log" --disk "$lab/off.raw" >/dev/null
+"${labctl[@]}" define --name "$live" --serial "$lab/live.log" --disk "$lab/live.raw" --start >/dev/null
+"${labctl[@]}" wait-serial "$lab/live.log" --pattern "KVMIMAGES-CHECKSUM vda" --timeout 300 >/dev/null
+live_id=$("${virsh[@]}" domid "$live")
+
+echo "== run 1: kill -9 of ansible-playbook alone, during the offline conversion"
+run=$(start_run -e disk_format_live_bandwidth=1)
+wait_for "$lab/.off.qcow2.kvm-images-tmp-*" 120
+kill -9 "$run"
+# Its workers and their module outlive it; wait for them, as a user would find them gone.
+for ((step = 0; step < 600; step++)); do pgrep -g "$run" >/dev/null || break; sleep 0.2; done
+if pgrep -g "$run" >/dev/null; then
+  pgrep -a -g "$run"
+  fail "processes of the killed run still run after 120 s"
+fi
+[ "$(sha256sum <"$lab/off.raw")" = "$off_sum" ] || fail "off.raw changed"
+[ "$(defined_source_of "$off")" = "$lab/off.raw" ] || fail "$off no longer defined on off.raw"
+[ "$("${virsh[@]}" domid "$live")" = "$live_id" ] || fail "$live stopped"
+[ "$(source_of "$live")" = "$lab/live.raw" ] || fail "$live left its original disk"
+[ -e "$lab/state/lock" ] || fail "the killed run left no lock (was it killed at all?)"
+echo "run 1 killed; left behind: $(left_behind | tr '\n' ' ')"
+
+echo "== run 2: kill -9 of the whole process group, during the live copy"
+run=$(start_run -e disk_format_live_bandwidth=1)
+wait_for "$lab/.live.qcow2.kvm-images-copy" 300
+sleep 2
+kill -9 -- "-$run"
+sleep 1
+[ "$(defined_source_of "$off")" = "$lab/off.qcow2" ] || fail "run 2 did not switch $off before the live copy"
+grep -q "\"domain\": \"$off\"" "$lab/state/journal.jsonl" || fail "no journal line for $off"
+[ "$("${virsh[@]}" domid "$live")" = "$live_id" ] || fail "$live stopped"
+[ "$(source_of "$live")" = "$lab/live.raw" ] || fail "$live pivoted, the run was killed too late"
+job=$("${virsh[@]}" blockjob "$live" vda --info 2>&1)
+grep -q "Block Copy" <<<"$job" || fail "no stranded block job on $live: $job"
+[ "$(sha256sum <"$lab/off.raw")" = "$off_sum" ] || fail "off.raw changed"
+echo "run 2 killed; left behind: $(left_behind | tr '\n' ' ')"
+
+echo "== run 3: converges, no hand cleanup"
+converge | tee "$lab/run3.log"
+[ "$(source_of "$live")" = "$lab/live.qcow2" ] || fail "$live not on its qcow2"
+[ "$(defined_source_of "$live")" = "$lab/live.qcow2" ] || fail "$live not defined on its qcow2"
+[ "$("${virsh[@]}" domid "$live")" = "$live_id" ] || fail "$live stopped"
+[ -z "$(left_behind)" ] || fail "left behind: $(left_behind)"
+[ ! -e "$lab/state/lock" ] || fail "the lock was not given back"
+qemu-img compare -q -f raw -F qcow2 "$lab/off.raw" "$lab/off.qcow2" || fail "off.qcow2 differs from off.raw"
+qemu-img compare -q -U -f raw -F qcow2 "$lab/live.raw" "$lab/live.qcow2" || fail "live.qcow2 differs from live.raw"
+[ "$(sha256sum <"$lab/off.raw")" = "$off_sum" ] && [ "$(sha256sum <"$lab/live.raw")" = "$live_sum" ] ||
+  fail "an original changed"
+
+echo "== run 4: nothing to change"
+converge | tee "$lab/run4.log"
+grep -Eq '^localhost +: .*changed=0 .*failed=0' "$lab/run4.log" || fail "run 4 changed something"
+
+echo "== rollback: both disks back to raw at their original paths, from the journal"
+converge -e disk_format_rollback=true | tee "$lab/rollback.log"
+[ "$(defined_source_of "$off")" = "$lab/off.raw" ] || fail "$off not rolled back"
+[ "$(source_of "$live")" = "$lab/live.raw" ] || fail "$live not rolled back"
+[ "$("${virsh[@]}" domid "$live")" = "$live_id" ] || fail "$live stopped"
+[ "$(sha256sum <"$lab/off.raw")" = "$off_sum" ] || fail "off.raw rolled back to other content"
+off_xml=$("${virsh[@]}" dumpxml --inactive "$off")
+grep -q "type='raw'" <<<"$off_xml" || fail "$off not declared raw"
+echo "killed-run test passed"
