@@ -112,8 +112,8 @@ def main() -> None:
                   f" 10 guests {ten[0]:.2f} s (in qemu and shutdowns {ten[1]:.2f} s)")
             print(f"{label}: orchestration overhead per extra guest beyond qemu and shutdowns: {overhead:.2f} s"
                   " (target < 1 s)")
-        print(json.dumps({"converged": converged, "runs": {label: {str(k): v for k, v in by_guests.items()}
-                                                             for label, by_guests in runs.items()}}))
+        by_label = {label: {str(k): v for k, v in by_guests.items()} for label, by_guests in runs.items()}
+        print(json.dumps({"converged": converged, "runs": by_label}))
     finally:
         left = [name for name in output(["virsh", "-c", "qemu:///system", "list", "--all", "--name"]).split()
                 if name.startswith(PREFIX)]
