@@ -144,6 +144,8 @@ class BlockCopy:
     def wait_ready(self) -> None:
         """Until the mirror is READY; a vanished job or the timeout is a failure."""
         started = self.clock()
+        # Small disks are ready in milliseconds: poll fast first, then back off to the interval.
+        pause = min(0.02, self.poll_interval)
         while True:
             info = self.job()
             if not info:
@@ -156,7 +158,8 @@ class BlockCopy:
             if self.clock() - started > self.timeout:
                 raise KvmImagesError(f"the block copy was not ready within {self.timeout:g} s ({self.where()});"
                                      " it was aborted and the guest stays on its original disk")
-            self.sleep(self.poll_interval)
+            self.sleep(pause)
+            pause = min(pause * 2, self.poll_interval)
 
     def pivot(self) -> float:
         """Switch the guest to the copy; returns how long the switch took (the guest's pause)."""
