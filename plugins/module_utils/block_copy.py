@@ -12,8 +12,8 @@ from xml.sax.saxutils import quoteattr
 
 from ansible_collections.kvm.images.plugins.module_utils import domain_xml
 from ansible_collections.kvm.images.plugins.module_utils.atomic_file import claim_marker, live_copy_marker, marker_holder
-from ansible_collections.kvm.images.plugins.module_utils.journal import record_switches, switch_entry
 from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImagesError
+from ansible_collections.kvm.images.plugins.module_utils.journal import record_switches, switch_entry
 from ansible_collections.kvm.images.plugins.module_utils.libvirt_connection import (
     LibvirtError,
     inactive_xml,

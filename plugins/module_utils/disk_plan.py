@@ -308,7 +308,8 @@ def offline_outcome(disks: list[dict[str, t.Any]], convert_results: list[dict[st
     ``convert_results`` are the looped ``qemu_image_convert`` results, in the order
     of ``disks``. A domain is pointed at its new images only when every one of its
     disks converted. ``update_result`` is the ``libvirt_disk_update`` result, once
-    it ran: a domain it did not update is failed, with its message.
+    it ran: a domain it did not update is failed, with its message; so is one it found no longer
+    defined (undefined or renamed during the run), whose new images stay, verified and unused.
     """
     if len(disks) != len(convert_results):
         raise ValueError(f"{len(disks)} disks but {len(convert_results)} conversion results")
@@ -321,6 +322,11 @@ def offline_outcome(disks: list[dict[str, t.Any]], convert_results: list[dict[st
         for disk in disks:
             if disk["domain"] not in errors and disk["domain"] not in updated:
                 errors[disk["domain"]] = update_result.get("msg") or "the definition update failed"
+    for update in (update_result or {}).get("disks") or []:
+        if update.get("missing") and update["name"] not in errors:
+            kept = ", ".join(disk["dest"] for disk in disks if disk["domain"] == update["name"])
+            errors[update["name"]] = (f"domain {update['name']} was undefined or renamed during the run; its new"
+                                      f" image(s) {kept} stay, verified and unused")
     moved = [index for index, disk in enumerate(disks) if disk["domain"] not in errors]
     results = outcome_records([disks[index] for index in moved], [convert_results[index] for index in moved],
                               host, 0, False)

@@ -16,7 +16,7 @@ from ansible_collections.kvm.images.plugins.module_utils.image_safety import (
     safety_problems,
 )
 from ansible_collections.kvm.images.plugins.module_utils.journal import record_switches, switch_entry
-from ansible_collections.kvm.images.plugins.module_utils.libvirt_connection import inactive_xml, libvirt_call
+from ansible_collections.kvm.images.plugins.module_utils.libvirt_connection import NO_DOMAIN, inactive_xml, libvirt_call
 
 
 def check_new_source(path: str, driver_type: str | None, current_type: str | None,
@@ -120,12 +120,15 @@ def change_of(wanted: dict[str, t.Any]) -> DiskChange:
 
 def update_disks(connection: t.Any, disks: list[dict[str, t.Any]], *, on_running: str,
                  allowed_backing_dirs: list[str] | None,
-                 apply: bool, journal: str | None = None) -> tuple[list[dict[str, t.Any]], list[tuple[str, Edit]]]:
+                 apply: bool, journal: str | None = None,
+                 on_missing: str = "fail") -> tuple[list[dict[str, t.Any]], list[tuple[str, Edit]]]:
     """Several disks of one or more domains: every change decided and checked first, then each domain
     defined once. Returns a result per disk, in order, and (name, edit) of each domain that changes.
 
     A failure while deciding writes nothing; a failure while defining names the domains already done.
-    Each domain's switches of source or format go to ``journal`` just before it is defined.
+    Each domain's switches of source or format go to ``journal`` just before it is defined. With
+    ``on_missing`` skip, the disks of a domain that is not defined (any more) are results with
+    ``missing`` true, and the other domains change all the same.
     """
     by_domain: dict[str, list[int]] = {}
     for index, wanted in enumerate(disks):
@@ -133,7 +136,16 @@ def update_disks(connection: t.Any, disks: list[dict[str, t.Any]], *, on_running
     results: list[dict[str, t.Any]] = [{} for _disk in disks]
     planned = []
     for name, indexes in by_domain.items():
-        dom = connection.domain(name)
+        try:
+            dom = connection.domain(name)
+        except KvmImagesError as exc:
+            if on_missing != "skip" or exc.details.get("libvirt_code") != NO_DOMAIN:
+                raise
+            for index in indexes:
+                results[index] = {"name": name, "target": disks[index].get("target"), "changed": False,
+                                  "missing": True, "reason": f"domain {name} is not defined", "pending_restart": False,
+                                  "disk": None}
+            continue
         if not libvirt_call(f"cannot read the state of {name}", dom.isPersistent):
             raise KvmImagesError(f"domain {name} is transient: it has no persistent definition to edit;"
                                  " nothing was changed", domain=name)
@@ -150,7 +162,8 @@ def update_disks(connection: t.Any, disks: list[dict[str, t.Any]], *, on_running
                 check_new_source(wanted.get("source") or before["source"], wanted.get("driver_type"),
                                  before["driver_type"], allowed_backing_dirs)
             results[index] = {"name": name, "target": before["target"], "changed": reason is not None,
-                              "reason": reason, "pending_restart": running and reason is not None, "disk": before}
+                              "missing": False, "reason": reason, "pending_restart": running and reason is not None,
+                              "disk": before}
         if edit.changed:
             expected = [{"target": before["target"], "source": disks[index].get("source"),
                          "driver_type": disks[index].get("driver_type")}

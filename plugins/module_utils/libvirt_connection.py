@@ -83,7 +83,8 @@ class LibvirtConnection:
             return self.conn.lookupByName(name)
         except libvirt.libvirtError as exc:
             if exc.get_error_code() == NO_DOMAIN:
-                raise KvmImagesError(f"domain {name} not found on {self.uri}", domain=name, uri=self.uri) from exc
+                raise KvmImagesError(f"domain {name} not found on {self.uri}", domain=name, uri=self.uri,
+                                     libvirt_code=NO_DOMAIN) from exc
             raise KvmImagesError(f"cannot look up domain {name} on {self.uri}: {exc.get_error_message()}",
                                  domain=name, uri=self.uri) from exc
 

@@ -119,6 +119,14 @@ options:
     type: str
     choices: [persist, fail]
     default: persist
+  on_missing:
+    description:
+      - V(fail) fails when a domain is not defined, and changes nothing.
+      - V(skip) leaves out the disks of a domain that is not defined - undefined or renamed since its change was
+        planned - with C(missing=true) in their results, and changes the other domains all the same.
+    type: str
+    choices: [fail, skip]
+    default: fail
   allowed_backing_dirs:
     description: Directories the new source's backing file may lie in (the source's own directory when omitted).
     type: list
@@ -147,6 +155,10 @@ changed:
   description: Whether the definition changed (or would, in check mode).
   returned: always
   type: bool
+missing:
+  description: The domain is not defined and O(on_missing=skip); nothing was changed.
+  returned: success, with O(name)
+  type: bool
 pending_restart:
   description: The domain runs on its old disk until it is shut down and started again.
   returned: success, with O(name)
@@ -167,7 +179,8 @@ previous_xml:
 disks:
   description:
     - One result per entry of O(disks), in order, with C(name), C(target), C(changed), C(reason) (null when
-      unchanged), C(pending_restart) and C(disk) (the disk as it was).
+      unchanged), C(pending_restart), C(disk) (the disk as it was) and C(missing) (the domain is not defined and
+      O(on_missing=skip)).
   returned: success, with O(disks)
   type: list
   elements: dict
@@ -207,7 +220,7 @@ def run_many(module: AnsibleModule) -> dict:
     with LibvirtConnection(params["uri"]) as connection:
         disks, edits = update_disks(connection, params["disks"], on_running=params["on_running"],
                                     allowed_backing_dirs=params["allowed_backing_dirs"], apply=not module.check_mode,
-                                    journal=params["journal"])
+                                    journal=params["journal"], on_missing=params["on_missing"])
     result = {"changed": bool(edits), "disks": disks}
     if module._diff:
         result["diff"] = [xml_diff(name, edit) for name, edit in edits]
@@ -229,8 +242,9 @@ def run(module: AnsibleModule) -> dict:
     with LibvirtConnection(params["uri"]) as connection:
         [disk], edits = update_disks(connection, [wanted], on_running=params["on_running"],
                                      allowed_backing_dirs=params["allowed_backing_dirs"], apply=not module.check_mode,
-                                     journal=params["journal"])
-    result = {"changed": bool(edits), "disk": disk["disk"], "pending_restart": disk["pending_restart"]}
+                                     journal=params["journal"], on_missing=params["on_missing"])
+    result = {"changed": bool(edits), "disk": disk["disk"], "pending_restart": disk["pending_restart"],
+              "missing": disk["missing"]}
     for name, edit in edits:
         result.update(reason=disk["reason"], previous_xml=edit.read_xml)
         if module._diff:
@@ -248,6 +262,7 @@ def main() -> None:
             **disk_change_spec(),
             on_running=dict(type="str", default="persist", choices=["persist", "fail"]),
             allowed_backing_dirs=dict(type="list", elements="path"),
+            on_missing=dict(type="str", default="fail", choices=["fail", "skip"]),
             journal=dict(type="path"),
         ),
         required_one_of=[("name", "disks")],

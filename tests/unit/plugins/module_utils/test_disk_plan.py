@@ -351,6 +351,20 @@ def test_offline_outcome_fails_the_domains_an_update_did_not_reach():
         == "converted"
 
 
+def test_offline_outcome_fails_a_domain_gone_during_the_run_and_keeps_the_others():
+    from ansible_collections.kvm.images.plugins.module_utils.disk_plan import offline_outcome
+    disks = shut_off_disks()
+    update = {"failed": False, "changed": True, "disks": [
+        {"name": "web02", "target": "vda", "changed": True, "missing": False},
+        {"name": "db01", "target": "vda", "changed": False, "missing": True},
+        {"name": "db01", "target": "vdb", "changed": False, "missing": True}]}
+    outcome = offline_outcome(disks, [CONVERTED] * 3, "hv1", update)
+    assert [(r["domain"], r["status"]) for r in outcome["results"]] == [
+        ("web02", "converted"), ("db01", "failed"), ("db01", "failed")]
+    assert outcome["results"][1]["error"] == ("domain db01 was undefined or renamed during the run; its new image(s)"
+                                              " /images/db.qcow2, /images/db-data.qcow2 stay, verified and unused")
+
+
 def test_offline_outcome_needs_a_result_per_disk():
     from ansible_collections.kvm.images.plugins.module_utils.disk_plan import offline_outcome
     with pytest.raises(ValueError, match="3 disks but 2 conversion results"):

@@ -224,3 +224,25 @@ def test_check_mode_writes_no_journal(tmp_path):
     update_disks(Hypervisor(NamedDomain("web02")), [{"name": "web02", "target": "vda", "source": system}],
                  on_running="persist", allowed_backing_dirs=None, apply=False, journal=str(tmp_path / "journal.jsonl"))
     assert not (tmp_path / "journal.jsonl").exists()
+
+
+def test_a_domain_gone_since_the_plan_is_left_out_when_asked(tmp_path):
+    from ansible_collections.kvm.images.plugins.module_utils.disk_update import update_disks
+    from ansible_collections.kvm.images.plugins.module_utils.libvirt_connection import NO_DOMAIN
+
+    class Renamed(Hypervisor):
+        def domain(self, name):
+            if name == "db01":
+                raise KvmImagesError("domain db01 not found on test:///", libvirt_code=NO_DOMAIN)
+            return super().domain(name)
+
+    web = NamedDomain("web02")
+    system, db_system = new_images(tmp_path, "system.img", "db.img")
+    wanted = [{"name": "web02", "target": "vda", "source": system}, {"name": "db01", "target": "vda", "source": db_system}]
+    with pytest.raises(KvmImagesError, match="domain db01 not found"):
+        update_disks(Renamed(web), wanted, on_running="persist", allowed_backing_dirs=None, apply=True)
+    assert web.defined == []
+    results, edits = update_disks(Renamed(web), wanted, on_running="persist", allowed_backing_dirs=None, apply=True,
+                                  on_missing="skip")
+    assert [(r["name"], r["changed"], r["missing"]) for r in results] == [("web02", True, False), ("db01", False, True)]
+    assert [name for name, _edit in edits] == ["web02"] and len(web.defined) == 1

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Shut-off domains renamed and undefined while the role converts their disks, between its
+# discovery and its switch: each fails by name, its original intact and its new image kept
+# whole; the other domain converted with them is switched all the same; the next run
+# converges the renamed domain, and the run after changes nothing.
+# shellcheck disable=SC2119 # converge and start_run take extra ansible-playbook arguments, none needed here
+set -euo pipefail
+
+target=role_disk_format_vanished
+prefix=kvm-images-it-vanish-
+# shellcheck source=tests/playbooks/role-run.sh
+. "${ANSIBLE_COLLECTIONS_PATH%%:*}/ansible_collections/kvm/images/tests/playbooks/role-run.sh"
+renamed=${prefix}renamed
+gone=${prefix}gone
+big=${prefix}big
+
+cleanup() {
+  "${labctl[@]}" remove "${prefix}a" "$renamed" "$gone" "$big" >/dev/null
+  rm -rf "$lab"
+}
+trap cleanup EXIT
+cleanup
+mkdir -p "$lab"
+chmod 755 "$lab"
+
+dd if=/dev/urandom of="$lab/a.raw" bs=1M count=8 status=none
+dd if=/dev/urandom of="$lab/big.raw" bs=1M count=384 status=none
+dd if=/dev/urandom of="$lab/gone.raw" bs=1M count=8 status=none
+a_sum=$(sha256sum <"$lab/a.raw")
+gone_sum=$(sha256sum <"$lab/gone.raw")
+"${labctl[@]}" define --name "${prefix}a" --serial "$lab/a.log" --disk "$lab/a.raw" >/dev/null
+"${labctl[@]}" define --name "$big" --serial "$lab/big.log" --disk "$lab/big.raw" >/dev/null
+"${labctl[@]}" define --name "$gone" --serial "$lab/gone.log" --disk "$lab/gone.raw" >/dev/null
+
+echo "== run 1: while the big disk converts, one domain is renamed and another undefined"
+run=$(start_run)
+wait_for "$lab/.big.qcow2.kvm-images-tmp-*" 120
+"${virsh[@]}" domrename "${prefix}a" "$renamed" >/dev/null
+"${virsh[@]}" undefine "$gone" >/dev/null
+set +e
+wait "$run"
+first=$?
+set -e
+[ "$first" -ne 0 ] || fail "the run should have failed the host"
+grep -q "domain ${prefix}a was undefined or renamed during the run; its new image(s) $lab/a.qcow2 stay" "$run_log" ||
+  fail "no failure naming ${prefix}a"
+grep -q "domain $gone was undefined or renamed during the run; its new image(s) $lab/gone.qcow2 stay" "$run_log" ||
+  fail "no failure naming $gone"
+[ "$(defined_source_of "$big")" = "$lab/big.qcow2" ] || fail "$big was not switched"
+[ "$(defined_source_of "$renamed")" = "$lab/a.raw" ] || fail "$renamed no longer on its original"
+[ "$(sha256sum <"$lab/a.raw")" = "$a_sum" ] || fail "a.raw changed"
+[ "$(sha256sum <"$lab/gone.raw")" = "$gone_sum" ] || fail "gone.raw changed"
+qemu-img compare -q -f raw -F qcow2 "$lab/gone.raw" "$lab/gone.qcow2" || fail "gone.qcow2 is not a whole copy"
+[ -z "$(left_behind)" ] || fail "left behind: $(left_behind)"
+
+echo "== run 2: the renamed domain converges"
+converge | tee "$lab/run2.log"
+[ "$(defined_source_of "$renamed")" = "$lab/a.qcow2" ] || fail "$renamed not switched"
+qemu-img compare -q -f raw -F qcow2 "$lab/a.raw" "$lab/a.qcow2" || fail "a.qcow2 differs from a.raw"
+
+echo "== run 3: nothing to change"
+converge | tee "$lab/run3.log"
+grep -Eq '^localhost +: .*changed=0 .*failed=0' "$lab/run3.log" || fail "run 3 changed something"
+echo "vanished-domain test passed"
