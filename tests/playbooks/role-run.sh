@@ -28,10 +28,10 @@ wait_for() {
 converge_argv=(ansible-playbook -i localhost, -c local -e ansible_python_interpreter="$python" -e lab="$lab"
                -e prefix="${prefix:?}" "$collection/tests/playbooks/converge.yml")
 converge() { "${converge_argv[@]}" "$@"; }
-# Start a run in the background, in a session of its own; prints its pid, also its process group.
+# Start a run in the background, in a session of its own; sets run to its pid (also its process group).
 start_run() {
   setsid "${converge_argv[@]}" "$@" >"$run_log" 2>&1 &
-  echo $!
+  run=$!
 }
 source_of() { "${virsh[@]}" domblklist "$1" | awk '$1 == "vda" {print $2}'; }
 defined_source_of() { "${virsh[@]}" domblklist --inactive "$1" | awk '$1 == "vda" {print $2}'; }

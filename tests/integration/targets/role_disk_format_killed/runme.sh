@@ -33,7 +33,7 @@ live_sum=$(sha256sum <"$lab/live.raw")
 live_id=$("${virsh[@]}" domid "$live")
 
 echo "== run 1: kill -9 of ansible-playbook alone, during the offline conversion"
-run=$(start_run -e disk_format_live_bandwidth=1)
+start_run -e disk_format_live_bandwidth=1
 wait_for "$lab/.off.qcow2.kvm-images-tmp-*" 120
 kill -9 "$run"
 # Its worker and module outlive it (each worker has a session of its own): the conversion
@@ -47,7 +47,7 @@ for ((step = 0; step < 600; step++)); do compgen -G "$lab/.off.qcow2.kvm-images-
 echo "run 1 killed; left behind: $(left_behind | tr '\n' ' ')$([ -e "$lab/off.qcow2" ] && echo "off.qcow2, finished by the orphaned module")"
 
 echo "== run 2: kill -9 of the whole process group, during the live copy"
-run=$(start_run -e disk_format_live_bandwidth=1)
+start_run -e disk_format_live_bandwidth=1
 wait_for "$lab/.live.qcow2.kvm-images-copy" 300
 sleep 2
 kill -9 -- "-$run"

@@ -33,7 +33,7 @@ gone_sum=$(sha256sum <"$lab/gone.raw")
 "${labctl[@]}" define --name "$gone" --serial "$lab/gone.log" --disk "$lab/gone.raw" >/dev/null
 
 echo "== run 1: while the big disk converts, one domain is renamed and another undefined"
-run=$(start_run)
+start_run
 wait_for "$lab/.big.qcow2.kvm-images-tmp-*" 120
 "${virsh[@]}" domrename "${prefix}a" "$renamed" >/dev/null
 "${virsh[@]}" undefine "$gone" >/dev/null
