@@ -31,6 +31,7 @@ converge() { "${converge_argv[@]}" "$@"; }
 # Start a run in the background, in a session of its own; sets run to its pid (also its process group).
 start_run() {
   setsid "${converge_argv[@]}" "$@" >"$run_log" 2>&1 &
+  # shellcheck disable=SC2034 # for the scripts that source this one
   run=$!
 }
 source_of() { "${virsh[@]}" domblklist "$1" | awk '$1 == "vda" {print $2}'; }
