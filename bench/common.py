@@ -14,14 +14,19 @@ import typing as t
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 VENV = pathlib.Path(os.environ.get("KVM_IMAGES_VENV", ROOT / ".venv"))
 COLLECTIONS = ROOT / "build" / "collections"
+COPIED: list[bool] = []
 
 
 def collections_path() -> str:
-    """A collections path on which kvm.images is this working tree."""
-    link = COLLECTIONS / "ansible_collections" / "kvm" / "images"
-    link.parent.mkdir(parents=True, exist_ok=True)
-    if not link.exists():
-        link.symlink_to(ROOT)
+    """A collections path holding a copy of this working tree, taken once per bench run, so that
+    editing the tree while a bench runs changes nothing under it."""
+    if not COPIED:
+        link = COLLECTIONS / "ansible_collections" / "kvm" / "images"
+        if link.is_symlink():
+            link.unlink()
+        subprocess.run([str(ROOT / "tools" / "collection-tree.sh"), str(COLLECTIONS)], check=True,
+                       capture_output=True)
+        COPIED.append(True)
     return str(COLLECTIONS)
 
 

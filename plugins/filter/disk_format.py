@@ -18,7 +18,7 @@ from ansible_collections.kvm.images.plugins.module_utils.disk_plan import (
     rollback_plan,
     space_by_filesystem,
 )
-from ansible_collections.kvm.images.plugins.module_utils.journal import parse_entries
+from ansible_collections.kvm.images.plugins.module_utils.journal import parse_entries, pending_restarts
 
 
 def disk_format_plan(domains: list[dict[str, t.Any]], target: str, overrides: dict[str, t.Any] | None = None,
@@ -86,6 +86,14 @@ def disk_format_report_records(results: list[dict[str, t.Any]], plan: list[dict[
         raise AnsibleFilterError(f"disk_format_report_records: {exc}") from exc
 
 
+def disk_format_restart_pending(journal: str, domains: list[dict[str, t.Any]]) -> list[str]:
+    try:
+        shut_off = {domain["name"] for domain in domains if domain.get("state") == "shut off"}
+        return [name for name in pending_restarts(journal) if name in shut_off]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise AnsibleFilterError(f"disk_format_restart_pending: {exc}") from exc
+
+
 class FilterModule:
     def filters(self) -> dict[str, t.Callable[..., t.Any]]:
         return {
@@ -94,6 +102,7 @@ class FilterModule:
             "disk_format_preflight": disk_format_preflight,
             "disk_format_preflight_requests": disk_format_preflight_requests,
             "disk_format_rollback_plan": disk_format_rollback_plan,
+            "disk_format_restart_pending": disk_format_restart_pending,
             "disk_format_outcomes": disk_format_outcomes,
             "disk_format_offline_outcome": disk_format_offline_outcome,
             "disk_format_report_records": disk_format_report_records,

@@ -13,7 +13,7 @@ from xml.sax.saxutils import quoteattr
 from ansible_collections.kvm.images.plugins.module_utils import domain_xml
 from ansible_collections.kvm.images.plugins.module_utils.atomic_file import claim_marker, live_copy_marker, marker_holder
 from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImagesError
-from ansible_collections.kvm.images.plugins.module_utils.journal import record_switches, switch_entry
+from ansible_collections.kvm.images.plugins.module_utils.journal import record_before, switch_entry
 from ansible_collections.kvm.images.plugins.module_utils.libvirt_connection import (
     LibvirtError,
     inactive_xml,
@@ -310,8 +310,8 @@ class LiveConversion:
             libvirt_call(f"the block copy of {self.copy.where()} failed", self.copy.wait_ready)
             self.dom = self.copy.dom
             if pivot:
-                record_switches(self.journal, [switch_entry(self.name, self.target, disk, self.dest, self.fmt)],
-                                self.name)
+                record_before(self.journal, [switch_entry(self.name, self.target, disk, self.dest, self.fmt)],
+                              self.name, "switch")
                 pause = libvirt_call(f"the pivot of {self.copy.where()} failed", self.copy.pivot)
                 now = live_disk(self.dom, self.target)
                 if (now["source"], now["driver_type"]) != (self.dest, self.fmt):

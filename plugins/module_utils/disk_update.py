@@ -15,7 +15,7 @@ from ansible_collections.kvm.images.plugins.module_utils.image_safety import (
     path_problems,
     safety_problems,
 )
-from ansible_collections.kvm.images.plugins.module_utils.journal import record_switches, switch_entry
+from ansible_collections.kvm.images.plugins.module_utils.journal import record_before, switch_entry
 from ansible_collections.kvm.images.plugins.module_utils.libvirt_connection import NO_DOMAIN, inactive_xml, libvirt_call
 
 
@@ -178,7 +178,7 @@ def update_disks(connection: t.Any, disks: list[dict[str, t.Any]], *, on_running
     if apply:
         for name, update, edit, expected, switches in planned:
             try:
-                record_switches(journal, switches, name)
+                record_before(journal, switches, name, "switch")
                 update.apply(edit.read_xml, edit.after, expected)
             except KvmImagesError as exc:
                 exc.details["updated"] = list(done)

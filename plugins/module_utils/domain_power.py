@@ -9,6 +9,8 @@ import time
 import typing as t
 
 from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImagesError
+from ansible_collections.kvm.images.plugins.module_utils.journal import power_entry, record_before
+from ansible_collections.kvm.images.plugins.module_utils.libvirt_connection import libvirt_call, state_name
 
 STATES = ("running", "shutoff")
 
@@ -58,3 +60,43 @@ class PowerControl:
                 domain=name, timeout=timeout)
         self.domain.destroy()
         return {"forced": True, "duration_s": round(self.clock() - started, 2)}
+
+
+def bring_to(domain: t.Any, desired: str, *, shutdown_timeout: float, force_off: bool, journal: str | None,
+             apply: bool, control: PowerControl | None = None) -> dict[str, t.Any]:
+    """Decide, then (when ``apply``) shut down or start, journaling a shutdown before it and a start after it."""
+    name = domain.name()
+    before = state_name(domain)
+    action = power_action(before, desired)
+    result = {"changed": action is not None, "previous_state": before, "state": before,
+              "forced": False, "duration_s": 0.0}
+    if not apply:
+        if action is not None:
+            result["reason"] = describe(before, action)
+        return result
+    if action is None:
+        if desired == "running":
+            # Running already, perhaps started by hand after a killed run: that run's shutdown is done with.
+            record_before(journal, [power_entry(name, "start")], name, "start")
+        return result
+    result["reason"] = describe(before, action)
+    control = control or PowerControl(domain)
+    if action == "start":
+        libvirt_call(f"cannot start domain {name}", control.start)
+        record_before(journal, [power_entry(name, "start")], name, "start")
+    else:
+        record_before(journal, [power_entry(name, "shutdown")], name, "shutdown")
+        try:
+            result.update(libvirt_call(f"cannot shut down domain {name}", control.shutdown, shutdown_timeout,
+                                       force_off))
+        except KvmImagesError:
+            if domain.isActive():
+                record_before(journal, [power_entry(name, "start")], name, "start")
+            raise
+    result["state"] = state_name(domain)
+    return result
+
+
+def describe(before: str, action: str) -> str:
+    return f"{before} -> {'running' if action == 'start' else 'shut off'}" + (
+        " (ACPI shutdown)" if action == "shutdown" else "")

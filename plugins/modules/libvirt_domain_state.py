@@ -44,6 +44,14 @@ options:
       - When V(false), such a domain is left running and the task fails.
     type: bool
     default: false
+  journal:
+    description:
+      - A file to which a JSON line (C(event), C(domain), C(time)) is appended and flushed to disk just before a
+        shutdown (V(shutdown)) and once the domain runs again (V(start)). A run killed while the domain is down
+        for a conversion leaves a shutdown line with no start after it, so the next run knows to start the
+        domain again; the P(kvm.images.disk_format#role) role keeps its journal this way.
+      - When the line cannot be written before a shutdown, the domain is not shut down.
+    type: path
 """
 
 EXAMPLES = r"""
@@ -87,37 +95,17 @@ reason:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.kvm.images.plugins.module_utils.domain_power import PowerControl, power_action
-from ansible_collections.kvm.images.plugins.module_utils.libvirt_connection import (
-    LibvirtConnection,
-    libvirt_call,
-    state_name,
-)
+from ansible_collections.kvm.images.plugins.module_utils.domain_power import bring_to
+from ansible_collections.kvm.images.plugins.module_utils.libvirt_connection import LibvirtConnection
 from ansible_collections.kvm.images.plugins.module_utils.module_run import run_libvirt_module
 
 
 def run(module: AnsibleModule) -> dict:
     params = module.params
     with LibvirtConnection(params["uri"]) as connection:
-        domain = connection.domain(params["name"])
-        before = state_name(domain)
-        action = power_action(before, params["state"])
-        result = {"changed": action is not None, "previous_state": before, "state": before,
-                  "forced": False, "duration_s": 0.0}
-        if action is None:
-            return result
-        result["reason"] = f"{before} -> {'running' if action == 'start' else 'shut off'}" + (
-            " (ACPI shutdown)" if action == "shutdown" else "")
-        if module.check_mode:
-            return result
-        control = PowerControl(domain)
-        if action == "start":
-            libvirt_call(f"cannot start domain {params['name']}", control.start)
-        else:
-            result.update(libvirt_call(f"cannot shut down domain {params['name']}", control.shutdown,
-                                       params["shutdown_timeout"], params["force_off"]))
-        result["state"] = state_name(domain)
-        return result
+        return bring_to(connection.domain(params["name"]), params["state"],
+                        shutdown_timeout=params["shutdown_timeout"], force_off=params["force_off"],
+                        journal=params["journal"], apply=not module.check_mode)
 
 
 def main() -> None:
@@ -128,6 +116,7 @@ def main() -> None:
             state=dict(type="str", required=True, choices=["running", "shutoff"]),
             shutdown_timeout=dict(type="int", default=120),
             force_off=dict(type="bool", default=False),
+            journal=dict(type="path"),
         ),
         supports_check_mode=True,
     )

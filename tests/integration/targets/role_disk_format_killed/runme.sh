@@ -4,7 +4,9 @@
 # guest's disk is copied live. Each time the original images stay intact and the guests
 # defined (the running one never stops); the next run, with no hand cleanup, takes over
 # the dead run's lock and stranded block job and converges; the one after changes
-# nothing; and the rollback finds the switch the killed run made in its journal.
+# nothing; and the rollback finds the switch the killed run made in its journal. Last, a
+# run killed while it has the running guest shut down for an offline conversion: the next
+# run converts it and starts it again, instead of leaving it off.
 set -euo pipefail
 
 target=role_disk_format_killed
@@ -87,4 +89,28 @@ converge -e disk_format_rollback=true | tee "$lab/rollback.log"
 [ "$(sha256sum <"$lab/off.raw")" = "$off_sum" ] || fail "off.raw rolled back to other content"
 off_xml=$("${virsh[@]}" dumpxml --inactive "$off")
 grep -q "type='raw'" <<<"$off_xml" || fail "$off not declared raw"
+echo "== run 5: kill -9 while the running guest is shut down for an offline conversion"
+# The images the rollback replaced are stale copies kept by keep_source; a new migration
+# refuses to overwrite them, so they go first.
+rm "$lab/off.qcow2" "$lab/live.qcow2"
+start_run -e disk_format_method=offline
+for ((step = 0; step < 1200; step++)); do
+  [ "$("${virsh[@]}" domstate "$live" 2>/dev/null)" = "shut off" ] && break
+  sleep 0.05
+done
+kill -9 -- "-$run"
+[ "$("${virsh[@]}" domstate "$live")" = "shut off" ] || fail "$live did not shut down"
+sleep 3
+[ "$("${virsh[@]}" domstate "$live")" = "shut off" ] || fail "$live was started again by the killed run"
+[ "$(sha256sum <"$lab/live.raw")" = "$live_sum" ] || fail "live.raw changed"
+
+echo "== run 6: converts the guest the killed run left off, and starts it again"
+converge | tee "$lab/run6.log"
+[ "$("${virsh[@]}" domstate "$live")" = "running" ] || fail "$live was left off"
+[ "$(defined_source_of "$live")" = "$lab/live.qcow2" ] || fail "$live not defined on its qcow2"
+qemu-img compare -q -U -f raw -F qcow2 "$lab/live.raw" "$lab/live.qcow2" || fail "live.qcow2 differs from live.raw"
+
+echo "== run 7: nothing to change"
+converge | tee "$lab/run7.log"
+grep -Eq '^localhost +: .*changed=0 .*failed=0' "$lab/run7.log" || fail "run 7 changed something"
 echo "killed-run test passed"

@@ -2,7 +2,9 @@
 # Shut-off domains renamed and undefined while the role converts their disks, between its
 # discovery and its switch: each fails by name, its original intact and its new image kept
 # whole; the other domain converted with them is switched all the same; the next run
-# converges the renamed domain, and the run after changes nothing.
+# converges the renamed domain, and the run after changes nothing. Then libvirtd stops
+# while a rollback converts: the host fails by name with every definition intact, and the
+# rollback run again once libvirtd is back converges.
 # shellcheck disable=SC2119 # converge and start_run take extra ansible-playbook arguments, none needed here
 set -euo pipefail
 
@@ -15,6 +17,7 @@ gone=${prefix}gone
 big=${prefix}big
 
 cleanup() {
+  "$collection/tools/start-libvirt.sh" >/dev/null
   "${labctl[@]}" remove "${prefix}a" "$renamed" "$gone" "$big" >/dev/null
   rm -rf "$lab"
 }
@@ -61,4 +64,27 @@ qemu-img compare -q -f raw -F qcow2 "$lab/a.raw" "$lab/a.qcow2" || fail "a.qcow2
 echo "== run 3: nothing to change"
 converge | tee "$lab/run3.log"
 grep -Eq '^localhost +: .*changed=0 .*failed=0' "$lab/run3.log" || fail "run 3 changed something"
+echo "== run 4: libvirtd stops while the rollback converts"
+start_run -e disk_format_rollback=true
+wait_for "$lab/.big.raw.kvm-images-tmp-*" 120
+kill "$(cat /run/libvirtd.pid)"
+set +e
+wait "$run"
+fourth=$?
+set -e
+libvirtd_was_down=$(virsh -c qemu:///system version >/dev/null 2>&1 && echo no || echo yes)
+"$collection/tools/start-libvirt.sh" >/dev/null
+[ "$libvirtd_was_down" = yes ] || fail "libvirtd was back before the run ended"
+[ "$fourth" -ne 0 ] || fail "the run should have failed the host"
+grep -q "$big vda ($lab/big.qcow2) on localhost: cannot connect to libvirt at qemu:///system" "$run_log" ||
+  fail "no failure naming $big and libvirt"
+[ "$(defined_source_of "$big")" = "$lab/big.qcow2" ] || fail "$big no longer defined on big.qcow2"
+[ "$(defined_source_of "$renamed")" = "$lab/a.qcow2" ] || fail "$renamed no longer defined on a.qcow2"
+[ -z "$(left_behind)" ] || fail "left behind: $(left_behind)"
+
+echo "== run 5: the rollback, again, converges"
+converge -e disk_format_rollback=true | tee "$lab/run5.log"
+[ "$(defined_source_of "$big")" = "$lab/big.raw" ] || fail "$big not rolled back"
+[ "$(defined_source_of "$renamed")" = "$lab/a.raw" ] || fail "$renamed not rolled back"
+[ "$(sha256sum <"$lab/a.raw")" = "$a_sum" ] || fail "a.raw rolled back to other content"
 echo "vanished-domain test passed"

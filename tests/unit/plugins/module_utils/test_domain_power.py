@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.kvm.images.plugins.module_utils.domain_power import PowerControl, power_action
+from ansible_collections.kvm.images.plugins.module_utils.domain_power import PowerControl, bring_to, power_action
 from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImagesError
+from ansible_collections.kvm.images.plugins.module_utils.journal import pending_restarts
 from ansible_collections.kvm.images.tests.unit.plugins.module_utils.fake_clock import FakeClock
 
 
@@ -81,3 +82,52 @@ def test_guest_ignoring_acpi_is_powered_off_when_allowed():
     result = PowerControl(domain, clock=clock, sleep=clock.sleep).shutdown(timeout=5, force_off=True)
     assert result["forced"] is True
     assert domain.calls == ["shutdown", "destroy"]
+
+
+class JournaledDomain(FakeDomain):
+    """Also answers libvirt's state() and create(), and notes what the journal held at each request."""
+
+    def __init__(self, clock, off_after, journal):
+        super().__init__(clock, off_after)
+        self.journal = journal
+        self.seen = []
+
+    def state(self):
+        return (1 if self.isActive() else 5), 0
+
+    def shutdown(self):
+        self.seen.append(pending_restarts(self.journal.read_text()) if self.journal.exists() else [])
+        super().shutdown()
+
+    def create(self):
+        self.calls.append("create")
+        self.destroyed, self.requested_at = False, None
+
+
+def bring(domain, desired, clock, journal, apply=True):
+    return bring_to(domain, desired, shutdown_timeout=5, force_off=False, journal=str(journal), apply=apply,
+                    control=PowerControl(domain, clock=clock, sleep=clock.sleep))
+
+
+def test_a_shutdown_is_journaled_before_it_is_asked_and_a_start_after(tmp_path):
+    clock, journal = FakeClock(), tmp_path / "journal.jsonl"
+    domain = JournaledDomain(clock, 2, journal)
+    assert bring(domain, "shutoff", clock, journal)["state"] == "shut off"
+    assert domain.seen == [["web01"]], "the shutdown line was on disk before the request"
+    assert pending_restarts(journal.read_text()) == ["web01"]
+    assert bring(domain, "running", clock, journal)["state"] == "running"
+    assert pending_restarts(journal.read_text()) == []
+
+
+def test_a_guest_that_stays_up_is_not_left_pending(tmp_path):
+    clock, journal = FakeClock(), tmp_path / "journal.jsonl"
+    with pytest.raises(KvmImagesError, match="did not shut down within 5 s"):
+        bring(JournaledDomain(clock, None, journal), "shutoff", clock, journal)
+    assert pending_restarts(journal.read_text()) == []
+
+
+def test_check_mode_journals_nothing(tmp_path):
+    clock, journal = FakeClock(), tmp_path / "journal.jsonl"
+    result = bring(JournaledDomain(clock, 2, journal), "shutoff", clock, journal, apply=False)
+    assert result["changed"] and result["reason"] == "running -> shut off (ACPI shutdown)"
+    assert not journal.exists()

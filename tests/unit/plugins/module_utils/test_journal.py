@@ -34,3 +34,16 @@ def test_a_line_cut_short_by_a_kill_is_not_an_entry(tmp_path):
 def test_nothing_to_append_creates_nothing(tmp_path):
     append_entries(str(tmp_path / "journal.jsonl"), [])
     assert not (tmp_path / "journal.jsonl").exists()
+
+
+def test_a_domain_shut_down_and_not_started_again_is_pending(tmp_path):
+    from ansible_collections.kvm.images.plugins.module_utils.journal import pending_restarts, power_entry
+    journal = tmp_path / "journal.jsonl"
+    append_entries(str(journal), [power_entry("web01", "shutdown"), power_entry("db01", "shutdown"),
+                                  switch_entry("web01", "vda", BEFORE, "/images/a.qcow2", "qcow2"),
+                                  power_entry("web01", "start"), power_entry("app01", "shutdown")])
+    text = journal.read_text()
+    assert pending_restarts(text) == ["db01", "app01"]
+    assert [e["domain"] for e in parse_entries(text)] == ["web01"], "power lines are not switches"
+    append_entries(str(journal), [power_entry("db01", "start")])
+    assert pending_restarts(journal.read_text()) == ["app01"]
