@@ -10,6 +10,7 @@ from ansible.errors import AnsibleFilterError
 
 from ansible_collections.kvm.images.plugins.module_utils.disk_plan import (
     apply_preflight,
+    mark_stale_images,
     offline_outcome,
     outcome_records,
     plan_disks,
@@ -23,10 +24,11 @@ from ansible_collections.kvm.images.plugins.module_utils.journal import parse_en
 
 def disk_format_plan(domains: list[dict[str, t.Any]], target: str, overrides: dict[str, t.Any] | None = None,
                      exclude: list[str] | None = None, method: str = "auto",
-                     include: list[str] | None = None) -> list[dict[str, t.Any]]:
+                     include: list[str] | None = None, journal: str = "") -> list[dict[str, t.Any]]:
     try:
-        return plan_disks(domains, target, overrides or {}, exclude or [], method,
-                          ["*"] if include is None else include)
+        records = plan_disks(domains, target, overrides or {}, exclude or [], method,
+                             ["*"] if include is None else include)
+        return mark_stale_images(records, parse_entries(journal or ""), domains)
     except (ValueError, KeyError, TypeError) as exc:
         raise AnsibleFilterError(f"disk_format_plan: {exc}") from exc
 

@@ -105,6 +105,25 @@ def plan_disks(domains: list[dict[str, t.Any]], default_target: str,
     return records
 
 
+def mark_stale_images(records: list[dict[str, t.Any]], entries: list[dict[str, t.Any]],
+                      domains: list[dict[str, t.Any]]) -> list[dict[str, t.Any]]:
+    """A conversion whose destination is the image its disk last moved away from (a rollback kept it,
+    with keep_source) replaces it: that copy is stale, and qemu_image_convert would refuse it as foreign.
+
+    Only when no domain uses that file now. ``entries`` are the journal's switches, oldest first.
+    """
+    last = {(entry["domain"], entry["target"]): entry for entry in entries}
+    in_use = {disk.get("source") for domain in domains for disk in domain.get("disks", [])}
+    for record in records:
+        entry = last.get((record["domain"], record["target"]))
+        if (record["action"] == "convert" and entry is not None and record["dest"] not in in_use
+                and (entry.get("source"), entry.get("dest")) == (record["dest"], record["source"])):
+            record["replaces_stale_original"] = True
+            record["reason"] += f"; replaces {record['dest']}, the stale image the disk left in an earlier run"
+            with_summary(record)
+    return records
+
+
 def with_summary(record: dict[str, t.Any]) -> dict[str, t.Any]:
     """One line a person reads in the plan output."""
     record["summary"] = f"{record['domain']} {record['target']} {record['source']}: {record['action']} ({record['reason']})"

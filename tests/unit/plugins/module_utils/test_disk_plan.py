@@ -369,3 +369,20 @@ def test_offline_outcome_needs_a_result_per_disk():
     from ansible_collections.kvm.images.plugins.module_utils.disk_plan import offline_outcome
     with pytest.raises(ValueError, match="3 disks but 2 conversion results"):
         offline_outcome(shut_off_disks(), [CONVERTED] * 2, "hv1")
+
+
+def test_a_migration_after_a_rollback_replaces_the_copy_the_rollback_kept():
+    from ansible_collections.kvm.images.plugins.module_utils.disk_plan import mark_stale_images
+    migrated = converted_record()
+    rolled_back = dict(converted_record(), source="/images/a.qcow2", source_format="qcow2", dest="/images/a.raw",
+                       target_format="raw")
+    now = [domain(disks=[disk(source="/images/a.raw", fmt="raw")])]
+    [record] = mark_stale_images(plan_disks(now, "qcow2"), [migrated, rolled_back], now)
+    assert record["dest"] == "/images/a.qcow2" and record["replaces_stale_original"] is True
+    assert "replaces /images/a.qcow2, the stale image the disk left in an earlier run" in record["summary"]
+    # Not after a first migration alone, and never a file some domain uses.
+    [record] = mark_stale_images(plan_disks(now, "qcow2"), [migrated], now)
+    assert "replaces_stale_original" not in record
+    other = domain("db01", disks=[disk(source="/images/a.qcow2", fmt="qcow2")])
+    records = mark_stale_images(plan_disks(now + [other], "qcow2"), [migrated, rolled_back], now + [other])
+    assert not any(r.get("replaces_stale_original") for r in records)
