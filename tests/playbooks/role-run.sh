@@ -10,6 +10,13 @@ labctl=("$python" "$collection/tests/guest/labctl.py")
 virsh=(virsh -c qemu:///system)
 run_log=$lab/background-run.log
 
+# Once the script has its cleanup function: run it now and on exit, and start from an empty lab.
+fresh_lab() {
+  trap cleanup EXIT
+  cleanup
+  mkdir -p "$lab"
+  chmod 755 "$lab"
+}
 fail() {
   echo "FAILED: $*" >&2
   [ ! -e "$run_log" ] || tail -n 40 "$run_log" >&2

@@ -20,10 +20,7 @@ cleanup() {
   "${labctl[@]}" remove "$off" "$live" >/dev/null
   rm -rf "$lab"
 }
-trap cleanup EXIT
-cleanup
-mkdir -p "$lab"
-chmod 755 "$lab"
+fresh_lab
 
 dd if=/dev/urandom of="$lab/off.raw" bs=1M count=512 status=none
 dd if=/dev/urandom of="$lab/live.raw" bs=1M count=32 status=none

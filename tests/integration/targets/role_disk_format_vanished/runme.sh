@@ -21,10 +21,7 @@ cleanup() {
   "${labctl[@]}" remove "${prefix}a" "$renamed" "$gone" "$big" >/dev/null
   rm -rf "$lab"
 }
-trap cleanup EXIT
-cleanup
-mkdir -p "$lab"
-chmod 755 "$lab"
+fresh_lab
 
 dd if=/dev/urandom of="$lab/a.raw" bs=1M count=8 status=none
 dd if=/dev/urandom of="$lab/big.raw" bs=1M count=384 status=none

@@ -70,20 +70,31 @@ def test_release_refuses_someone_elses_lock(tmp_path):
     assert (tmp_path / "lock").exists()
 
 
-def _race(path, owner, results):
+def _create(path, owner, results):
     results.put((owner, try_create(path, owner, 0.0)))
 
 
-def test_exactly_one_of_many_processes_creates_the_lock(tmp_path):
-    path = str(tmp_path / "lock")
+def _take_over(path, owner, results):
+    try:
+        HostLock(path, owner).acquire(0, 3600, take_over="killed-run")
+        results.put((owner, True))
+    except KvmImagesError:
+        results.put((owner, False))
+
+
+def race(attempt, path: str) -> list[str]:
+    """Eight processes attempt at once; the owners that won."""
     results = multiprocessing.Queue()
-    procs = [multiprocessing.Process(target=_race, args=(path, f"run-{i}", results)) for i in range(8)]
+    procs = [multiprocessing.Process(target=attempt, args=(path, f"run-{i}", results)) for i in range(8)]
     for proc in procs:
         proc.start()
     for proc in procs:
         proc.join()
-    outcomes = [results.get() for proc in procs]
-    won = [owner for owner, created in outcomes if created]
+    return [owner for owner, won in (results.get() for proc in procs) if won]
+
+
+def test_exactly_one_of_many_processes_creates_the_lock(tmp_path):
+    won = race(_create, str(tmp_path / "lock"))
     assert len(won) == 1
     assert json.loads((tmp_path / "lock").read_text())["owner"] == won[0]
 
@@ -99,23 +110,9 @@ def test_a_lock_of_a_run_known_dead_is_taken_over_at_once(tmp_path):
     assert json.loads((tmp_path / "lock").read_text())["process"]["pid"] == 5151
 
 
-def _take_over(path, owner, results):
-    try:
-        HostLock(path, owner).acquire(0, 3600, take_over="killed-run")
-        results.put((owner, True))
-    except KvmImagesError:
-        results.put((owner, False))
-
-
 def test_exactly_one_of_many_processes_takes_over_a_dead_lock(tmp_path):
     path = str(tmp_path / "lock")
     HostLock(path, "killed-run").acquire(0, 3600)
-    results = multiprocessing.Queue()
-    procs = [multiprocessing.Process(target=_take_over, args=(path, f"run-{i}", results)) for i in range(8)]
-    for proc in procs:
-        proc.start()
-    for proc in procs:
-        proc.join()
-    won = [owner for owner, took in (results.get() for proc in procs) if took]
+    won = race(_take_over, path)
     assert len(won) == 1
     assert json.loads((tmp_path / "lock").read_text())["owner"] == won[0]
