@@ -90,8 +90,9 @@ def disk_format_report_records(results: list[dict[str, t.Any]], plan: list[dict[
 
 def disk_format_restart_pending(journal: str, domains: list[dict[str, t.Any]]) -> list[str]:
     try:
-        shut_off = {domain["name"] for domain in domains if domain.get("state") == "shut off"}
-        return [name for name in pending_restarts(journal) if name in shut_off]
+        # A running one was started by hand since: starting it is a no-op that closes its shutdown line.
+        present = {domain["name"] for domain in domains if domain.get("state") in ("shut off", "running")}
+        return [name for name in pending_restarts(journal) if name in present]
     except (ValueError, KeyError, TypeError) as exc:
         raise AnsibleFilterError(f"disk_format_restart_pending: {exc}") from exc
 
