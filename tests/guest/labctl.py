@@ -73,7 +73,7 @@ def domain_xml(name: str, disks: list[dict[str, str]], serial: str, memory_mib: 
     <type arch='x86_64' machine='pc'>hvm</type>
     <kernel>{escape(kernel)}</kernel>
     <initrd>{escape(initrd)}</initrd>
-    <cmdline>console=ttyS0 quiet {escape(cmdline_extra)}</cmdline>
+    <cmdline>console=ttyS0 quiet no_timer_check {escape(cmdline_extra)}</cmdline>
   </os>
   <features><acpi/></features>
   <on_poweroff>destroy</on_poweroff>
