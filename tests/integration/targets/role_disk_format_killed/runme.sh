@@ -88,7 +88,8 @@ off_xml=$("${virsh[@]}" dumpxml --inactive "$off")
 grep -q "type='raw'" <<<"$off_xml" || fail "$off not declared raw"
 echo "== run 5: kill -9 while the running guest is shut down for an offline conversion"
 # Migrating again after the rollback: the qcow2 images it kept are stale, and replaced.
-[ -e "$lab/live.qcow2" ] && [ -e "$lab/off.qcow2" ] || fail "the rollback kept no qcow2 images"
+[ -e "$lab/live.qcow2" ] || fail "the rollback did not keep live.qcow2"
+[ -e "$lab/off.qcow2" ] || fail "the rollback did not keep off.qcow2"
 start_run -e disk_format_method=offline
 for ((step = 0; step < 1200; step++)); do
   [ "$("${virsh[@]}" domstate "$live" 2>/dev/null)" = "shut off" ] && break
