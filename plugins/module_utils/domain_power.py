@@ -70,33 +70,33 @@ def bring_to(domain: t.Any, desired: str, *, shutdown_timeout: float, force_off:
     action = power_action(before, desired)
     result = {"changed": action is not None, "previous_state": before, "state": before,
               "forced": False, "duration_s": 0.0}
+    if action is not None:
+        result["reason"] = f"{before} -> {'running' if action == 'start' else 'shut off'}" + (
+            " (ACPI shutdown)" if action == "shutdown" else "")
     if not apply:
-        if action is not None:
-            result["reason"] = describe(before, action)
         return result
-    if action is None:
-        if desired == "running":
-            # Running already, perhaps started by hand after a killed run: that run's shutdown is done with.
-            record_before(journal, [power_entry(name, "start")], name, "start")
-        return result
-    result["reason"] = describe(before, action)
     control = control or PowerControl(domain)
-    if action == "start":
-        libvirt_call(f"cannot start domain {name}", control.start)
-        record_before(journal, [power_entry(name, "start")], name, "start")
-    else:
+    if action == "shutdown":
         record_before(journal, [power_entry(name, "shutdown")], name, "shutdown")
         try:
             result.update(libvirt_call(f"cannot shut down domain {name}", control.shutdown, shutdown_timeout,
                                        force_off))
         except KvmImagesError:
             if domain.isActive():
-                record_before(journal, [power_entry(name, "start")], name, "start")
+                note_running(journal, name)
             raise
+    elif desired == "running":
+        if action == "start":
+            libvirt_call(f"cannot start domain {name}", control.start)
+        # Also when it ran already, perhaps started by hand after a killed run: that shutdown is done with.
+        note_running(journal, name)
     result["state"] = state_name(domain)
     return result
 
 
-def describe(before: str, action: str) -> str:
-    return f"{before} -> {'running' if action == 'start' else 'shut off'}" + (
-        " (ACPI shutdown)" if action == "shutdown" else "")
+def note_running(journal: str | None, name: str) -> None:
+    """Best effort: a missing start line only makes the next run start a running domain, which changes nothing."""
+    try:
+        record_before(journal, [power_entry(name, "start")], name, "start")
+    except KvmImagesError:
+        pass
