@@ -17,6 +17,7 @@ import os
 import time
 import typing as t
 
+from ansible_collections.kvm.images.plugins.module_utils.atomic_file import fsync_dir
 from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImagesError
 
 
@@ -48,11 +49,7 @@ def append_entries(path: str, entries: list[dict[str, t.Any]]) -> None:
     finally:
         os.close(fd)
     if created:
-        directory = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+        fsync_dir(os.path.dirname(os.path.abspath(path)))
 
 
 def record_before(journal: str | None, entries: list[dict[str, t.Any]], name: str, action: str) -> None:
