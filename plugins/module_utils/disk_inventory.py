@@ -137,8 +137,9 @@ def describe_hypervisor(connection: t.Any, names: list[str] | None = None) -> li
             # Undefined (or renamed) between the listing and the reading: it is not there to convert.
             if exc.details.get("libvirt_code") != NO_DOMAIN:
                 raise
-    for name in set(names or []) - {domain["name"] for domain in domains}:
-        raise KvmImagesError(f"domain {name} was undefined while the hypervisor was read", domain=name)
+    vanished = sorted(set(names or []) - {domain["name"] for domain in domains})
+    if vanished:
+        raise KvmImagesError(f"domain {vanished[0]} was undefined while the hypervisor was read", domain=vanished[0])
     mark_shared_sources(domains)
     if names:
         domains = [domain for domain in domains if domain["name"] in set(names)]
