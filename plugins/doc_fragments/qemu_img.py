@@ -8,9 +8,22 @@ from __future__ import annotations
 class ModuleDocFragment:
     # What every module running qemu-img needs on the managed host.
     DOCUMENTATION = r"""
-options: {}
+options:
+  confinement:
+    description:
+      - V(landlock) runs every qemu-img confined by the kernel to the files the module decided on - the image
+        read-only, its vetted backing files read-only, the one file it writes - plus the system's program and
+        library directories. A Landlock ruleset enforces that, and a seccomp filter denies it any socket, so
+        whatever an image names, qemu-img cannot open another host file or reach the network. Where the
+        kernel lacks Landlock (Linux 5.13 or newer with C(landlock) among its security modules), the module
+        fails before running anything.
+      - V(disabled) runs qemu-img without that confinement, relying on the header inspection alone - the
+        opt-out for hosts whose kernel cannot confine it.
+    type: str
+    choices: [landlock, disabled]
+    default: landlock
 requirements:
-  - qemu-img (the C(qemu-utils) package on Debian) and prlimit (C(util-linux)) on the managed host
+  - qemu-img (the C(qemu-utils) package on Debian) on the managed host
 notes:
   - qemu-img is always told the image format (C(-f)); it never probes. Commands that parse image
     metadata run under limits of 1 GiB of address space and 30 s of CPU time.

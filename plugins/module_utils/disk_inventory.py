@@ -37,6 +37,10 @@ def disk_skip_reason(disk: dict[str, t.Any], domain: dict[str, t.Any]) -> str | 
         return f"format {disk['driver_type']} (only raw and qcow2 are converted)"
     if disk["backing_chain"]:
         return "has a backing chain in its definition"
+    if disk["slices"]:
+        return "its source has <slices> (a byte range of the file)"
+    if disk["encryption"]:
+        return "encrypted (<encryption>)"
     if not domain["persistent"]:
         return "transient domain (no persistent definition to update)"
     if domain["snapshots"]:

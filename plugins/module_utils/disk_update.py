@@ -31,6 +31,24 @@ def check_new_source(path: str, driver_type: str | None, current_type: str | Non
                              " the definition was not changed", source=path, problems=problems)
 
 
+def switch_refusal(disk: dict[str, t.Any], switches_image: bool) -> str | None:
+    """Why this module must not change ``disk`` (its facts), or None.
+
+    Only disks are changed here; a disk whose source is sliced or encrypted keeps its image, since the
+    same <slices> or <encryption> on a converted file would make the guest read other bytes.
+    """
+    if disk["device"] != "disk":
+        return f"disk {disk['target']} is a {disk['device']}; only disks are changed"
+    if switches_image and disk.get("slices"):
+        return (f"disk {disk['target']} has <slices> in its <source>: a byte range of the original is not the same"
+                " range of a converted image")
+    if switches_image and disk.get("encryption"):
+        where = "its <source>" if disk["encryption"] == "source" else "the disk"
+        return (f"disk {disk['target']} has <encryption> in {where}: the image is read through that layer, which a"
+                " converted file would not carry")
+    return None
+
+
 @dataclass
 class DiskChange:
     """One disk, chosen by target or current source, and what to set on it (None: leave as it is)."""
@@ -158,6 +176,11 @@ def update_disks(connection: t.Any, disks: list[dict[str, t.Any]], *, on_running
         for index, before in zip(indexes, edit.disks):
             wanted = disks[index]
             reason = describe_change(before, wanted)
+            refused = reason and switch_refusal(
+                before, wanted.get("source") is not None or wanted.get("driver_type") is not None)
+            if refused:
+                raise KvmImagesError(f"domain {name}: {refused}; nothing was changed", domain=name,
+                                     target=before["target"])
             if reason and (wanted.get("source") is not None or wanted.get("driver_type") is not None):
                 check_new_source(wanted.get("source") or before["source"], wanted.get("driver_type"),
                                  before["driver_type"], allowed_backing_dirs)

@@ -71,6 +71,15 @@ def backing_chain(disk: t.Any) -> list[dict[str, t.Any]]:
     return chain
 
 
+def encryption_of(disk: t.Any) -> str | None:
+    """Where the disk's <encryption> stands (``source`` for a format layer, ``disk`` for the older place), if any."""
+    if disk.find("source/encryption") is not None:
+        return "source"
+    if disk.find("encryption") is not None:
+        return "disk"
+    return None
+
+
 def disk_facts(disk: t.Any) -> dict[str, t.Any]:
     driver = disk.find("driver")
     return {
@@ -85,6 +94,10 @@ def disk_facts(disk: t.Any) -> dict[str, t.Any]:
         "readonly": disk.find("readonly") is not None,
         "shareable": disk.find("shareable") is not None,
         "backing_chain": backing_chain(disk),
+        # A slice is a byte range of the file; an encryption layer reads the file through a secret: neither
+        # means the same on a converted image.
+        "slices": disk.find("source/slices") is not None,
+        "encryption": encryption_of(disk),
     }
 
 

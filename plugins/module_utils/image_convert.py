@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from ansible_collections.kvm.images.plugins.module_utils import atomic_file
 from ansible_collections.kvm.images.plugins.module_utils.disk_plan import destination_path
 from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImagesError
+from ansible_collections.kvm.images.plugins.module_utils.image_facts import readable_backing
 from ansible_collections.kvm.images.plugins.module_utils.image_safety import (
     HeaderReport,
     backing_path,
@@ -60,6 +61,8 @@ class Decision:
     dest_exists: bool
     unfinished_live_copy: bool = False
     dest_identity: tuple[int, ...] | None = None
+    # The source's vetted backing files: what qemu-img may read besides the source.
+    backing: tuple[str, ...] = ()
 
 
 def free_bytes(directory: str) -> int:
@@ -143,7 +146,7 @@ def decide(request: Request) -> Decision:
     if not convert and found:
         reason = f"leftovers of an interrupted run removed: {', '.join(found)}"
     return Decision(src, dest, src_format, header, convert, reason, found, exists, unfinished_live_copy,
-                    atomic_file.identity(dest))
+                    atomic_file.identity(dest), readable_backing(header, src, request.allowed_backing_dirs))
 
 
 def create_options(request: Request) -> dict[str, t.Any]:
@@ -165,7 +168,7 @@ class Converter:
         as zeros, and compare then finds the copy identical: such a source is refused, not copied."""
         if decision.src_format == "raw":
             return
-        verdict = self.qemu.check(decision.src, decision.src_format)
+        verdict = self.qemu.check(decision.src, decision.src_format, backing=decision.backing)
         if verdict["status"] in ("corrupt", "incomplete"):
             raise KvmImagesError(
                 f"qemu-img check found {decision.src} {verdict['status']} ({verdict['corruptions']} corruption(s));"
@@ -174,7 +177,7 @@ class Converter:
 
     def measure(self, decision: Decision, request: Request) -> dict[str, int]:
         return self.qemu.measure(decision.src, decision.src_format, request.format,
-                                 options=create_options(request) or None)
+                                 options=create_options(request) or None, backing=decision.backing)
 
     def check_space(self, decision: Decision, required: int) -> None:
         directory = os.path.dirname(decision.dest)
@@ -204,16 +207,18 @@ class Converter:
 
     def verify(self, decision: Decision, request: Request, temp: str) -> None:
         """Same content, same virtual size, a clean qcow2, the expected header."""
-        src_size = self.qemu.info(decision.src, decision.src_format)["virtual-size"]
-        dest_size = self.qemu.info(temp, request.format)["virtual-size"]
+        # A copy that keeps the backing chain reads the source's backing files too.
+        backing = decision.backing
+        src_size = self.qemu.info(decision.src, decision.src_format, backing=backing)["virtual-size"]
+        dest_size = self.qemu.info(temp, request.format, backing=backing)["virtual-size"]
         if src_size != dest_size:
             raise KvmImagesError(f"verification failed: {temp} has {dest_size} bytes, {decision.src} {src_size}",
                                  dest=decision.dest)
-        if not self.qemu.compare(decision.src, decision.src_format, temp, request.format):
+        if not self.qemu.compare(decision.src, decision.src_format, temp, request.format, backing=backing):
             raise KvmImagesError(f"verification failed: qemu-img compare found {temp} differs from {decision.src}",
                                  dest=decision.dest)
         if request.format == "qcow2":
-            verdict = self.qemu.check(temp, "qcow2")
+            verdict = self.qemu.check(temp, "qcow2", backing=backing)
             if verdict["status"] != "clean":
                 raise KvmImagesError(f"verification failed: qemu-img check found the new image {verdict['status']}",
                                      dest=decision.dest, check=verdict)
@@ -232,7 +237,7 @@ class Converter:
         temp = atomic_file.make_temp(decision.dest)
         self.module.add_cleanup_file(temp)
         try:
-            argv = self.qemu.convert(decision.src, decision.src_format, temp, request.format,
+            argv = self.qemu.convert(decision.src, decision.src_format, temp, request.format, backing=decision.backing,
                                      **self.convert_argv_options(decision, request))
             # qemu-img's default target cache does not flush at exit.
             atomic_file.fsync_path(temp)

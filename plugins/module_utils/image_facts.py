@@ -11,6 +11,8 @@ import typing as t
 from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImagesError
 from ansible_collections.kvm.images.plugins.module_utils.image_safety import (
     HeaderReport,
+    backing_path,
+    inside,
     inspect_path,
     path_problems,
     safety_problems,
@@ -68,6 +70,18 @@ def qemu_info_facts(info: dict[str, t.Any]) -> dict[str, t.Any]:
     return facts
 
 
+def readable_backing(report: HeaderReport, path: str, allowed_backing_dirs: list[str] | None) -> tuple[str, ...]:
+    """The backing files the kernel lets qemu-img read besides the image: those the inspector found, resolved,
+    and of them only what lies inside the allowed directories - so that a verdict the inspector got wrong
+    cannot widen what qemu-img may read."""
+    if report.backing_file is None:
+        return ()
+    directories = [os.path.dirname(path)] if allowed_backing_dirs is None else allowed_backing_dirs
+    resolved = [os.path.realpath(directory) for directory in directories]
+    found = os.path.realpath(backing_path(path, report.backing_file))
+    return (found,) if inside(found, resolved) else ()
+
+
 def gather(qemu: QemuImg, path: str, declared: str | None, *, backing_chain: bool = False, check: bool = False,
            measure_format: str | None = None, force_share: bool = False,
            allowed_backing_dirs: list[str] | None = None) -> dict[str, t.Any]:
@@ -92,20 +106,21 @@ def gather(qemu: QemuImg, path: str, declared: str | None, *, backing_chain: boo
         return facts
     fmt = facts["format"]
     share = force_share and facts["in_use"]
+    backing = readable_backing(report, path, allowed_backing_dirs)
     try:
-        facts.update(qemu_info_facts(qemu.info(path, fmt, force_share=share)))
+        facts.update(qemu_info_facts(qemu.info(path, fmt, force_share=share, backing=backing)))
         if backing_chain:
-            chain = qemu.info(path, fmt, backing_chain=True, force_share=share)
+            chain = qemu.info(path, fmt, backing_chain=True, force_share=share, backing=backing)
             facts["backing_chain"] = [
                 {"filename": item.get("filename"), "format": item.get("format"),
                  "virtual_size": item.get("virtual-size")} for item in chain
             ]
         if check:
-            check_result = qemu.check(path, fmt, force_share=share)
+            check_result = qemu.check(path, fmt, force_share=share, backing=backing)
             check_result.pop("raw", None)
             facts["check"] = check_result
         if measure_format:
-            facts["measure"] = qemu.measure(path, fmt, measure_format, force_share=share)
+            facts["measure"] = qemu.measure(path, fmt, measure_format, force_share=share, backing=backing)
     except ImageInUseError:
         # Took the lock between our probe and qemu-img's open.
         facts["in_use"] = True

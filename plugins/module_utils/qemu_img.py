@@ -15,9 +15,12 @@ import fcntl
 import json
 import os
 import struct
+import sys
 import typing as t
 from dataclasses import dataclass
 
+from ansible_collections.kvm.images.plugins.module_utils import confinement
+from ansible_collections.kvm.images.plugins.module_utils.confinement import Access, Limits
 from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImagesError
 
 FORMATS = ("raw", "qcow2", "qcow", "vmdk", "vdi", "vhdx", "vpc", "qed", "luks", "parallels", "dmg", "bochs", "cloop")
@@ -48,6 +51,16 @@ class ResourceLimits:
 
 
 DEFAULT_LIMITS = ResourceLimits()
+
+# The options every module that runs qemu-img takes (documented in the qemu_img doc fragment).
+QEMU_IMG_ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = {
+    "confinement": {"type": "str", "default": confinement.ENABLED, "choices": list(confinement.MODES)},
+}
+
+
+def qemu_img_for(module: t.Any) -> QemuImg:
+    """The runner a module's own options ask for."""
+    return QemuImg(module, confinement_mode=module.params["confinement"])
 
 
 def checked_path(path: str) -> str:
@@ -184,26 +197,52 @@ def held_by_qemu(path: str) -> bool:
 
 
 class QemuImg:
-    """Runs qemu-img; ``_run`` is the one seam tests replace."""
+    """Runs qemu-img, confined to the files each call names; ``_run`` is the one seam tests replace.
 
-    def __init__(self, module: t.Any, limits: ResourceLimits = DEFAULT_LIMITS) -> None:
+    ``backing`` arguments name the vetted, resolved backing files of the image a
+    call reads: the only other files qemu-img may read.
+    """
+
+    def __init__(self, module: t.Any, limits: ResourceLimits = DEFAULT_LIMITS,
+                 confinement_mode: str = confinement.ENABLED) -> None:
         self.module = module
         self.limits = limits
+        self.confinement_mode = confinement_mode
         self.binary = module.get_bin_path("qemu-img", required=True)
-        self.prlimit = module.get_bin_path("prlimit", required=True)
+        self.python = sys.executable
+        self._confinement_checked = False
 
-    def _run(self, argv: list[str], *, limited: bool = False) -> tuple[int, str, str]:
-        command = [self.binary] + argv
-        if limited:
-            command = [self.prlimit, f"--as={self.limits.address_space}", f"--cpu={self.limits.cpu_seconds}",
-                       "--"] + command
-        return self.module.run_command(command, environ_update={"LC_ALL": "C", "LANG": "C"})
+    def _ensure_confinable(self) -> None:
+        """Fail closed, before anything runs, where the kernel cannot confine qemu-img."""
+        if self._confinement_checked or self.confinement_mode == confinement.DISABLED:
+            return
+        reason = confinement.unavailable_reason()
+        if reason:
+            raise KvmImagesError(f"qemu-img cannot be confined on this host: {reason}. Nothing was run; set"
+                                 f" confinement to {confinement.DISABLED} to run it without (see the safety model"
+                                 " in the user guide)", confinement=self.confinement_mode)
+        self._confinement_checked = True
 
-    def _checked(self, argv: list[str], *, limited: bool = False, ok: t.Container[int] = (0,),
+    def command(self, argv: list[str], access: Access, *, limited: bool = False) -> list[str]:
+        """The whole argv of one call: the launcher, its confinement and limits, then qemu-img."""
+        limits = Limits(self.limits.address_space, self.limits.cpu_seconds) if limited else Limits()
+        if self.confinement_mode == confinement.DISABLED:
+            access = None
+        return confinement.launcher_argv(self.python, [self.binary] + argv, access, limits)
+
+    def _run(self, argv: list[str], access: Access, *, limited: bool = False) -> tuple[int, str, str]:
+        self._ensure_confinable()
+        environment = dict(confinement.launcher_environment(), LC_ALL="C", LANG="C")
+        return self.module.run_command(self.command(argv, access, limited=limited), environ_update=environment)
+
+    def _checked(self, argv: list[str], access: Access, *, limited: bool = False, ok: t.Container[int] = (0,),
                  what: str = "qemu-img failed") -> tuple[int, str, str]:
-        rc, out, err = self._run(argv, limited=limited)
+        rc, out, err = self._run(argv, access, limited=limited)
         if rc not in ok:
             details = {"cmd": argv, "rc": rc, "stdout": out, "stderr": err}
+            if rc == confinement.CONFINEMENT_FAILED and confinement.FAILURE_PREFIX in err:
+                reason = err.split(confinement.FAILURE_PREFIX, 1)[1].strip().splitlines()[0]
+                raise QemuImgError(f"{what}: qemu-img could not be confined ({reason})", **details)
             if is_lock_error(err):
                 raise ImageInUseError(f"{what}: the image is in use by another process (QEMU's image lock)",
                                       **details)
@@ -219,21 +258,25 @@ class QemuImg:
             raise QemuImgError(f"{what}: qemu-img printed no valid JSON", cmd=argv, rc=rc, stdout=out,
                                stderr=err) from exc
 
-    def info(self, path: str, fmt: str, *, backing_chain: bool = False, force_share: bool = False) -> t.Any:
+    def info(self, path: str, fmt: str, *, backing_chain: bool = False, force_share: bool = False,
+             backing: t.Sequence[str] = ()) -> t.Any:
         argv = info_argv(path, fmt, backing_chain=backing_chain, force_share=force_share)
         what = f"qemu-img info of {path} failed"
-        rc, out, err = self._checked(argv, limited=True, what=what)
+        rc, out, err = self._checked(argv, reading(path, backing), limited=True, what=what)
         return self._json(argv, rc, out, err, what)
 
-    def check(self, path: str, fmt: str, *, force_share: bool = False) -> dict[str, t.Any]:
+    def check(self, path: str, fmt: str, *, force_share: bool = False,
+              backing: t.Sequence[str] = ()) -> dict[str, t.Any]:
         argv = check_argv(path, fmt, force_share=force_share)
         what = f"qemu-img check of {path} failed"
-        rc, out, err = self._checked(argv, limited=True, ok=CHECK_STATUS, what=what)
+        rc, out, err = self._checked(argv, reading(path, backing), limited=True, ok=CHECK_STATUS, what=what)
         if rc == 63:
             return {"rc": rc, "status": "unsupported", "corruptions": 0, "leaks": 0, "check_errors": 0,
                     "image_end_offset": None, "raw": None}
         if rc == 1 and not out.strip():
-            raise QemuImgError(f"{what}: the check could not be completed", cmd=argv, rc=rc, stdout=out, stderr=err)
+            reason = (err.strip().splitlines() or ["no reason given"])[-1]
+            raise QemuImgError(f"{what}: the check could not be completed ({reason})", cmd=argv, rc=rc, stdout=out,
+                               stderr=err)
         data = self._json(argv, rc, out, err, what)
         return {
             "rc": rc,
@@ -246,10 +289,10 @@ class QemuImg:
         }
 
     def measure(self, path: str, fmt: str, out_format: str, *, options: dict[str, object] | None = None,
-                force_share: bool = False) -> dict[str, int]:
+                force_share: bool = False, backing: t.Sequence[str] = ()) -> dict[str, int]:
         argv = measure_argv(path, fmt, out_format, options=options, force_share=force_share)
         what = f"qemu-img measure of {path} failed"
-        rc, out, err = self._checked(argv, limited=True, what=what)
+        rc, out, err = self._checked(argv, reading(path, backing), limited=True, what=what)
         data = self._json(argv, rc, out, err, what)
         try:
             return {"required": int(data["required"]), "fully_allocated": int(data["fully-allocated"])}
@@ -257,16 +300,28 @@ class QemuImg:
             raise QemuImgError(f"{what}: unexpected output", cmd=argv, rc=rc, stdout=out, stderr=err) from exc
 
     def create(self, path: str, fmt: str, size: int, *, options: dict[str, object] | None = None) -> None:
-        self._checked(create_argv(path, fmt, size, options=options), what=f"qemu-img create of {path} failed")
+        """A new image at ``path``, which must not exist; made here first, so that qemu-img may write only it."""
+        fd = os.open(checked_path(path), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        os.close(fd)
+        self._checked(create_argv(path, fmt, size, options=options), Access(writes=(path,)),
+                      what=f"qemu-img create of {path} failed")
 
-    def convert(self, src: str, src_format: str, dest: str, dest_format: str, **kwargs: t.Any) -> list[str]:
-        """A data copy: never limited, never -U (QEMU's lock keeps a running guest's image out)."""
+    def convert(self, src: str, src_format: str, dest: str, dest_format: str, *, backing: t.Sequence[str] = (),
+                **kwargs: t.Any) -> list[str]:
+        """A data copy into ``dest``, which must exist (a temp file): never limited, never -U (QEMU's lock keeps
+        a running guest's image out)."""
         argv = convert_argv(src, src_format, dest, dest_format, **kwargs)
-        self._checked(argv, what=f"qemu-img convert of {src} to {dest} failed")
+        access = Access(reads=(src,) + tuple(backing), writes=(dest,))
+        self._checked(argv, access, what=f"qemu-img convert of {src} to {dest} failed")
         return [self.binary] + argv
 
     def compare(self, a: str, a_format: str, b: str, b_format: str, *, strict: bool = False,
-                force_share: bool = False) -> bool:
+                force_share: bool = False, backing: t.Sequence[str] = ()) -> bool:
         argv = compare_argv(a, a_format, b, b_format, strict=strict, force_share=force_share)
-        rc, _out, _err = self._checked(argv, ok=(0, 1), what=f"qemu-img compare of {a} and {b} failed")
+        rc, _out, _err = self._checked(argv, Access(reads=(a, b) + tuple(backing)), ok=(0, 1),
+                                       what=f"qemu-img compare of {a} and {b} failed")
         return rc == 0
+
+
+def reading(path: str, backing: t.Sequence[str]) -> Access:
+    return Access(reads=(path,) + tuple(backing))

@@ -21,6 +21,7 @@ extends_documentation_fragment:
   - kvm.images.attributes
   - kvm.images.attributes.INFO_MODULE
   - kvm.images.libvirt
+  - kvm.images.qemu_img
 options:
   name:
     description: Only these domains (each must exist). All domains when omitted.
@@ -156,11 +157,11 @@ from ansible_collections.kvm.images.plugins.module_utils.disk_inventory import a
 from ansible_collections.kvm.images.plugins.module_utils.image_facts import gather
 from ansible_collections.kvm.images.plugins.module_utils.libvirt_connection import LibvirtConnection
 from ansible_collections.kvm.images.plugins.module_utils.module_run import run_libvirt_module
-from ansible_collections.kvm.images.plugins.module_utils.qemu_img import QemuImg
+from ansible_collections.kvm.images.plugins.module_utils.qemu_img import QEMU_IMG_ARGUMENT_SPEC, qemu_img_for
 
 
 def add_image_info(module: AnsibleModule, domains: list[dict]) -> None:
-    qemu = QemuImg(module)
+    qemu = qemu_img_for(module)
     for domain in domains:
         for disk in domain["disks"]:
             if disk["type"] == "file" and disk["source"] and disk["source"].startswith("/"):
@@ -179,6 +180,7 @@ def run(module: AnsibleModule) -> dict:
 def main() -> None:
     module = AnsibleModule(
         argument_spec=dict(
+            **QEMU_IMG_ARGUMENT_SPEC,
             uri=dict(type="str", default="qemu:///system"),
             name=dict(type="list", elements="str"),
             image_info=dict(type="bool", default=False),

@@ -204,7 +204,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImagesError
 from ansible_collections.kvm.images.plugins.module_utils.image_convert import Converter, Request, decide
-from ansible_collections.kvm.images.plugins.module_utils.qemu_img import QemuImg
+from ansible_collections.kvm.images.plugins.module_utils.qemu_img import QEMU_IMG_ARGUMENT_SPEC, qemu_img_for
 
 CACHE_MODES = ["none", "writeback", "writethrough", "directsync", "unsafe"]
 
@@ -229,7 +229,7 @@ def run(module: AnsibleModule) -> dict:
         force=params["force"], allowed_backing_dirs=params["allowed_backing_dirs"],
     )
     decision = decide(request)
-    qemu = QemuImg(module)
+    qemu = qemu_img_for(module)
     converter = Converter(module, qemu)
     src_actual = os.stat(decision.src).st_blocks * 512
     result = {
@@ -267,6 +267,7 @@ def run(module: AnsibleModule) -> dict:
 def main() -> None:
     module = AnsibleModule(
         argument_spec=dict(
+            **QEMU_IMG_ARGUMENT_SPEC,
             src=dict(type="path", required=True),
             src_format=dict(type="str", choices=["raw", "qcow2", "qcow", "vmdk", "vdi", "vhdx", "vpc", "qed"]),
             dest=dict(type="path"),

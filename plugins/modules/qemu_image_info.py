@@ -236,7 +236,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImagesError
 from ansible_collections.kvm.images.plugins.module_utils.image_facts import PER_IMAGE_OPTIONS, gather, gather_each
-from ansible_collections.kvm.images.plugins.module_utils.qemu_img import QemuImg
+from ansible_collections.kvm.images.plugins.module_utils.qemu_img import QEMU_IMG_ARGUMENT_SPEC, qemu_img_for
 
 FORMATS = ["raw", "qcow2", "qcow", "vmdk", "vdi", "vhdx", "vpc", "qed", "luks"]
 
@@ -244,6 +244,7 @@ FORMATS = ["raw", "qcow2", "qcow", "vmdk", "vdi", "vhdx", "vpc", "qed", "luks"]
 def main() -> None:
     module = AnsibleModule(
         argument_spec=dict(
+            **QEMU_IMG_ARGUMENT_SPEC,
             path=dict(type="path"),
             images=dict(type="list", elements="dict", options=dict(
                 path=dict(type="path", required=True),
@@ -266,11 +267,11 @@ def main() -> None:
     )
     params = module.params
     if params["images"] is not None:
-        images = gather_each(QemuImg(module), params["images"], {key: params[key] for key in PER_IMAGE_OPTIONS},
+        images = gather_each(qemu_img_for(module), params["images"], {key: params[key] for key in PER_IMAGE_OPTIONS},
                              allowed_backing_dirs=params["allowed_backing_dirs"])
         module.exit_json(changed=False, images=images)
     try:
-        facts = gather(QemuImg(module), params["path"], params["format"], backing_chain=params["backing_chain"],
+        facts = gather(qemu_img_for(module), params["path"], params["format"], backing_chain=params["backing_chain"],
                        check=params["check"], measure_format=params["measure_format"],
                        force_share=params["force_share"], allowed_backing_dirs=params["allowed_backing_dirs"])
     except KvmImagesError as exc:

@@ -52,3 +52,17 @@ def test_other_failures_and_a_named_domain_that_vanished_still_fail(gone_while_r
         disk_inventory.describe_hypervisor(Hypervisor("web01", "db01"))
     with pytest.raises(KvmImagesError, match="domain web02 was undefined while the hypervisor was read"):
         disk_inventory.describe_hypervisor(Hypervisor("web01", "web02"), names=["web02"])
+
+
+@pytest.mark.parametrize("inside_source, reason", [
+    ("<slices><slice type='storage' offset='0' size='1048576'/></slices>", "its source has <slices> (a byte range of the file)"),
+    ("<encryption format='luks'><secret type='passphrase' usage='x'/></encryption>", "encrypted (<encryption>)"),
+], ids=["slices", "encrypted"])
+def test_sliced_and_encrypted_disks_are_skipped_with_the_reason(inside_source, reason):
+    from ansible_collections.kvm.images.plugins.module_utils import domain_xml
+    root = domain_xml.parse("<domain><name>web01</name><devices><disk type='file' device='disk'>"
+                            "<driver name='qemu' type='raw'/><source file='/i/web01.raw'>" + inside_source +
+                            "</source><target dev='vda' bus='virtio'/></disk></devices></domain>")
+    [disk] = domain_xml.list_disks(root)
+    domain = {"persistent": True, "snapshots": 0, "has_managed_save": False}
+    assert disk_inventory.disk_skip_reason(disk, domain) == reason

@@ -246,3 +246,49 @@ def test_a_domain_gone_since_the_plan_is_left_out_when_asked(tmp_path):
                                   on_missing="skip")
     assert [(r["name"], r["changed"], r["missing"]) for r in results] == [("web02", True, False), ("db01", False, True)]
     assert [name for name, _edit in edits] == ["web02"] and len(web.defined) == 1
+
+
+SLICED = WEB01.replace("<source file='/var/lib/libvirt/images/system.raw'/>",
+                       "<source file='/var/lib/libvirt/images/system.raw'><slices>"
+                       "<slice type='storage' offset='1048576' size='104857600'/></slices></source>")
+ENCRYPTED_SOURCE = WEB01.replace("<source file='/var/lib/libvirt/images/system.raw'/>",
+                                 "<source file='/var/lib/libvirt/images/system.raw'><encryption format='luks'>"
+                                 "<secret type='passphrase' uuid='0a81f5b2-8403-7b23-c8d6-21ccc2f80d6f'/>"
+                                 "</encryption></source>")
+ENCRYPTED_DISK = WEB01.replace("<target dev='vda' bus='virtio'/>",
+                               "<target dev='vda' bus='virtio'/><encryption format='luks'>"
+                               "<secret type='passphrase' uuid='0a81f5b2-8403-7b23-c8d6-21ccc2f80d6f'/></encryption>")
+
+
+@pytest.mark.parametrize("xml, change, message", [
+    (SLICED, {"target": "vda", "driver_type": "qcow2"},
+     "domain web01: disk vda has <slices> in its <source>: a byte range of the original is not the same range"),
+    (ENCRYPTED_SOURCE, {"target": "vda", "driver_type": "qcow2"},
+     "domain web01: disk vda has <encryption> in its <source>"),
+    (ENCRYPTED_DISK, {"target": "vda", "driver_type": "qcow2"}, "domain web01: disk vda has <encryption> in the disk"),
+    (WEB01, {"target": "sdb", "driver_type": "qcow2"}, "domain web01: disk sdb is a cdrom; only disks are changed"),
+    (WEB01, {"target": "sdb", "cache": "none"}, "domain web01: disk sdb is a cdrom; only disks are changed"),
+], ids=["slices", "encrypted-source", "encrypted-disk", "cdrom-format", "cdrom-driver-option"])
+def test_a_disk_whose_image_cannot_be_switched_is_refused_by_name(tmp_path, xml, change, message):
+    from ansible_collections.kvm.images.plugins.module_utils.disk_update import update_disks
+    dom = NamedDomain("web01")
+    dom.xml = xml
+    dom.answers = []
+    [image] = new_images(tmp_path, "system.img")
+    with pytest.raises(KvmImagesError) as caught:
+        update_disks(Hypervisor(dom), [dict(change, name="web01", source=image if "driver_type" in change else None)],
+                     on_running="persist", allowed_backing_dirs=None, apply=True)
+    assert caught.value.msg.startswith(message)
+    assert caught.value.msg.endswith("; nothing was changed")
+    assert dom.defined == []
+
+
+def test_driver_options_of_a_sliced_disk_may_still_change():
+    from ansible_collections.kvm.images.plugins.module_utils.disk_update import update_disks
+    dom = NamedDomain("web01")
+    dom.xml = SLICED
+    dom.answers = []
+    results, edits = update_disks(Hypervisor(dom), [{"name": "web01", "target": "vda", "cache": "writeback"}],
+                                  on_running="persist", allowed_backing_dirs=None, apply=True)
+    assert results[0]["reason"] == "vda: cache none -> writeback"
+    assert len(dom.defined) == 1 and "<slices>" in dom.defined[0]

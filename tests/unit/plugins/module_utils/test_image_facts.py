@@ -16,17 +16,17 @@ class FakeQemu:
         self.broken = broken
         self.calls = []
 
-    def info(self, path, fmt, force_share=False, backing_chain=False):
+    def info(self, path, fmt, force_share=False, backing_chain=False, backing=()):
         self.calls.append(("info", path, fmt, force_share))
         if path == self.broken:
             raise KvmImagesError(f"qemu-img info failed for {path}: Could not open")
         return {"format": fmt, "virtual-size": 1 << 20, "actual-size": 4096}
 
-    def check(self, path, fmt, force_share=False):
+    def check(self, path, fmt, force_share=False, backing=()):
         self.calls.append(("check", path, fmt, force_share))
         return {"status": "clean"}
 
-    def measure(self, path, fmt, target, force_share=False):
+    def measure(self, path, fmt, target, force_share=False, backing=()):
         self.calls.append(("measure", path, fmt, target))
         return {"required": 1 << 20, "fully_allocated": 1 << 20}
 

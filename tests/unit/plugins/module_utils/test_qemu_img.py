@@ -5,10 +5,13 @@
 from __future__ import annotations
 
 import json
+import os
 import pathlib
+import sys
 
 import pytest
 
+from ansible_collections.kvm.images.plugins.module_utils import confinement
 from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImagesError
 from ansible_collections.kvm.images.plugins.module_utils.qemu_img import (
     ImageInUseError,
@@ -85,6 +88,7 @@ class FakeModule:
         return f"/usr/bin/{name}"
 
     def run_command(self, argv, environ_update=None):
+        assert self.answers, f"unexpected command {argv}"
         self.calls.append((argv, environ_update))
         return self.answers.pop(0)
 
@@ -93,21 +97,69 @@ def fixture(name):
     return (FIXTURES / name).read_text()
 
 
-def test_info_runs_under_limits_in_the_c_locale():
+@pytest.fixture(autouse=True)
+def confinable(monkeypatch):
+    """These tests fake the command seam; whether this kernel has Landlock is test_confinement's business."""
+    monkeypatch.setattr(confinement, "unavailable_reason", lambda: None)
+
+
+def launcher(*options):
+    return [sys.executable, "-s", "-S", "-m", confinement.LAUNCHER_MODULE, *options, "--"]
+
+
+def test_info_runs_confined_to_the_image_and_its_backing_files_under_limits_in_the_c_locale():
     module = FakeModule([(0, fixture("info_qcow2.json"), "")])
-    info = QemuImg(module).info("/i/a.qcow2", "qcow2")
+    info = QemuImg(module).info("/i/a.qcow2", "qcow2", backing=("/i/base.raw",))
     argv, env = module.calls[0]
-    assert argv[:4] == ["/usr/bin/prlimit", "--as=1073741824", "--cpu=30", "--"]
-    assert argv[4:] == ["/usr/bin/qemu-img", "info", "--output=json", "-f", "qcow2", "/i/a.qcow2"]
-    assert env == {"LC_ALL": "C", "LANG": "C"}
+    assert argv == launcher("--read", "/i/a.qcow2", "--read", "/i/base.raw", "--address-space", "1073741824",
+                            "--cpu-seconds", "30") + ["/usr/bin/qemu-img", "info", "--output=json", "-f", "qcow2",
+                                                      "/i/a.qcow2"]
+    assert env == {"LC_ALL": "C", "LANG": "C", "PYTHONPATH": confinement.payload_root()}
     assert info["format"] == "qcow2"
 
 
-def test_convert_is_not_limited():
+def test_convert_is_not_limited_and_writes_only_its_destination():
     module = FakeModule([(0, "", "")])
     argv = QemuImg(module).convert("/i/a.raw", "raw", "/i/b.qcow2", "qcow2")
-    assert module.calls[0][0][0] == "/usr/bin/qemu-img"
+    assert module.calls[0][0] == launcher("--read", "/i/a.raw", "--write", "/i/b.qcow2") + argv
     assert argv == ["/usr/bin/qemu-img", "convert", "-f", "raw", "-O", "qcow2", "/i/a.raw", "/i/b.qcow2"]
+
+
+def test_create_makes_the_file_first_so_that_qemu_img_writes_only_it(tmp_path):
+    module = FakeModule([(0, "", "")])
+    dest = str(tmp_path / "new.qcow2")
+    QemuImg(module).create(dest, "qcow2", 1 << 20)
+    assert module.calls[0][0] == launcher("--write", dest) + ["/usr/bin/qemu-img", "create", "-q", "-f", "qcow2",
+                                                              dest, "1048576"]
+    assert os.path.isfile(dest)
+    with pytest.raises(FileExistsError):
+        QemuImg(FakeModule([])).create(dest, "qcow2", 1 << 20)
+
+
+def test_disabled_confinement_keeps_the_limits_only():
+    module = FakeModule([(0, "{}", "")])
+    QemuImg(module, confinement_mode=confinement.DISABLED).info("/i/a.raw", "raw")
+    assert module.calls[0][0][:11] == launcher("--unconfined", "--address-space", "1073741824",
+                                               "--cpu-seconds", "30")
+
+
+def test_a_kernel_without_landlock_runs_nothing(monkeypatch):
+    monkeypatch.setattr(confinement, "unavailable_reason", lambda: "the kernel offers no Landlock")
+    module = FakeModule([])
+    with pytest.raises(KvmImagesError) as caught:
+        QemuImg(module).info("/i/a.raw", "raw")
+    assert caught.value.msg.startswith("qemu-img cannot be confined on this host: the kernel offers no Landlock."
+                                       " Nothing was run; set confinement to disabled")
+    assert module.calls == []
+    assert QemuImg(FakeModule([(0, "{}", "")]), confinement_mode=confinement.DISABLED).info("/i/a.raw", "raw") == {}
+
+
+def test_a_launcher_that_cannot_confine_is_a_clear_failure():
+    err = "kvm.images confinement: /i/gone.raw does not exist; qemu-img was not run\n"
+    with pytest.raises(QemuImgError) as caught:
+        QemuImg(FakeModule([(confinement.CONFINEMENT_FAILED, "", err)])).info("/i/gone.raw", "raw")
+    assert caught.value.msg == ("qemu-img info of /i/gone.raw failed: qemu-img could not be confined"
+                                " (/i/gone.raw does not exist; qemu-img was not run)")
 
 
 def test_lock_error_becomes_image_in_use():
