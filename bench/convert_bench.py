@@ -4,8 +4,11 @@
 An 8 GiB raw image holding 2 GiB of data (by default) is converted to qcow2 by
   - bare ``qemu-img convert`` with default flags, then ``-W -m 16``, each followed by a sync of the output,
     which the module also does before it renames;
-  - ``kvm.images.qemu_image_convert`` through ansible-playbook, with verify off and on;
+  - ``kvm.images.qemu_image_convert`` through ansible-playbook, with verify off and on, and with verify off and
+    the confinement disabled (what confining qemu-img costs a conversion);
 alternating, several rounds, on the same file system, next to fio's sequential read and write limits.
+Then the confinement's own cost per qemu-img call: ``qemu-img info`` of a small image bare, and through the
+launcher confined and unconfined, many times each.
 Only ratios are printed as results: the machine is shared and absolute times drift.
 
     .venv/bin/python bench/convert_bench.py [--size-gib 8] [--data-gib 2] [--rounds 3] [--dir DIR]
@@ -18,7 +21,17 @@ import os
 import shutil
 import statistics
 
-from common import drop_caches, fio_bandwidth, fio_copy_bandwidth, log, ratio, run_playbook, timed
+from common import (
+    collections_path,
+    drop_caches,
+    fio_bandwidth,
+    fio_copy_bandwidth,
+    log,
+    output,
+    ratio,
+    run_playbook,
+    timed,
+)
 
 CHUNK = 4 << 20
 
@@ -44,12 +57,37 @@ def bare(src: str, dest: str, extra: list[str]) -> float:
     return seconds + sync_seconds
 
 
-def module(src: str, dest: str, verify: bool) -> tuple[float, float]:
+def module(src: str, dest: str, verify: bool, confinement: str = "landlock") -> tuple[float, float]:
     drop_caches()
     wall, results = run_playbook([{"kvm.images.qemu_image_convert": {
-        "src": src, "src_format": "raw", "dest": dest, "format": "qcow2", "verify": verify}}])
+        "src": src, "src_format": "raw", "dest": dest, "format": "qcow2", "verify": verify,
+        "confinement": confinement}}])
     os.unlink(dest)
     return wall, float(results[0]["duration_s"])
+
+
+def launcher_cost(directory: str, calls: int = 40) -> dict[str, float]:
+    """Seconds per ``qemu-img info`` of a small image: bare, and through the launcher with and without
+    confinement (the system's Python, as on a hypervisor), alternating."""
+    image = os.path.join(directory, "small.qcow2")
+    output(["qemu-img", "create", "-q", "-f", "qcow2", image, "64M"])
+    info = ["/usr/bin/qemu-img", "info", "--output=json", "-f", "qcow2", image]
+    root = collections_path()
+    launcher = ["/usr/bin/python3", "-s", "-S", "-m", "ansible_collections.kvm.images.plugins.module_utils.confinement"]
+    env = dict(os.environ, PYTHONPATH=root)
+    commands = {
+        "bare": info,
+        "launcher, confined": launcher + ["--read", image, "--address-space", str(1 << 30), "--cpu-seconds", "30",
+                                          "--"] + info,
+        "launcher, unconfined": launcher + ["--unconfined", "--address-space", str(1 << 30), "--cpu-seconds", "30",
+                                            "--"] + info,
+    }
+    spent = dict.fromkeys(commands, 0.0)
+    for _call in range(calls):
+        for name, argv in commands.items():
+            spent[name] += timed(argv, env=env)
+    os.unlink(image)
+    return {name: seconds / calls for name, seconds in spent.items()}
 
 
 def main() -> None:
@@ -70,7 +108,7 @@ def main() -> None:
         times: dict[str, list[float]] = {name: [] for name in
                                          ("bare default", "bare -W -m 16", "module verify=off (wall)",
                                           "module verify=off (convert)", "module verify=on (wall)",
-                                          "module verify=on (convert)")}
+                                          "module verify=on (convert)", "module verify=off unconfined (convert)")}
         for round_number in range(args.rounds):
             log(f"round {round_number + 1}/{args.rounds}")
             times["bare default"].append(bare(src, dest, []))
@@ -81,6 +119,8 @@ def main() -> None:
             wall, own = module(src, dest, verify=True)
             times["module verify=on (wall)"].append(wall)
             times["module verify=on (convert)"].append(own)
+            _wall, own = module(src, dest, verify=False, confinement="disabled")
+            times["module verify=off unconfined (convert)"].append(own)
         best = {name: min(values) for name, values in times.items()}
         median = {name: statistics.median(values) for name, values in times.items()}
         best_bare = min(best["bare default"], best["bare -W -m 16"])
@@ -106,6 +146,14 @@ def main() -> None:
         one_read_each = data / read_bw * 2
         print(f"RATIO verification cost / one read of each image: {ratio(verify_cost, one_read_each)}"
               f" (target <= 1.00x; {verify_cost:.2f} s vs {one_read_each:.2f} s)")
+        print(f"RATIO module(verify=off, in-module time) confined / unconfined: "
+              f"{ratio(best['module verify=off (convert)'], best['module verify=off unconfined (convert)'])}")
+        per_call = launcher_cost(args.dir)
+        for name, seconds in per_call.items():
+            print(f"qemu-img info, {name:22s} {seconds * 1000:7.1f} ms per call")
+        print(f"RATIO qemu-img info through the confining launcher / bare: "
+              f"{ratio(per_call['launcher, confined'], per_call['bare'])}"
+              f" (+{(per_call['launcher, confined'] - per_call['bare']) * 1000:.1f} ms per call)")
     finally:
         shutil.rmtree(args.dir, ignore_errors=True)
 

@@ -240,9 +240,9 @@ class QemuImg:
         rc, out, err = self._run(argv, access, limited=limited)
         if rc not in ok:
             details = {"cmd": argv, "rc": rc, "stdout": out, "stderr": err}
-            if rc == confinement.CONFINEMENT_FAILED and confinement.FAILURE_PREFIX in err:
-                reason = err.split(confinement.FAILURE_PREFIX, 1)[1].strip().splitlines()[0]
-                raise QemuImgError(f"{what}: qemu-img could not be confined ({reason})", **details)
+            unconfinable = confinement.launcher_failure(rc, err)
+            if unconfinable:
+                raise QemuImgError(f"{what}: qemu-img could not be confined ({unconfinable})", **details)
             if is_lock_error(err):
                 raise ImageInUseError(f"{what}: the image is in use by another process (QEMU's image lock)",
                                       **details)

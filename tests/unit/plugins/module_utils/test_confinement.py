@@ -19,16 +19,14 @@ import sys
 
 import pytest
 
-from ansible_collections.kvm.images.plugins.module_utils import confinement
-from ansible_collections.kvm.images.plugins.module_utils.confinement import (
-    Access,
-    Limits,
-    launcher_argv,
+from ansible_collections.kvm.images.plugins.module_utils import confined_exec, confinement
+from ansible_collections.kvm.images.plugins.module_utils.confined_exec import (
     parse_request,
     path_rules,
     ruleset_attr,
     socket_filter,
 )
+from ansible_collections.kvm.images.plugins.module_utils.confinement import Access, Limits, launcher_argv
 
 QEMU_IMG = shutil.which("qemu-img") or "/usr/bin/qemu-img"
 SECRET = b"kvm-images-host-secret-0123456789\n"
@@ -42,15 +40,15 @@ def test_arguments_round_trip_through_the_launcher():
                          Limits(address_space=1 << 30, cpu_seconds=30))
     assert argv[:5] == ["/usr/bin/python3", "-s", "-S", "-m", confinement.LAUNCHER_MODULE]
     request = parse_request(argv[5:])
-    assert request.access == access
-    assert request.limits == Limits(1 << 30, 30)
+    assert (request.reads, request.writes) == (access.reads, access.writes)
+    assert (request.address_space, request.cpu_seconds) == (1 << 30, 30)
     assert request.command == ["/usr/bin/qemu-img", "info", "--", "-x"]
 
 
 def test_unconfined_takes_limits_only():
     request = parse_request(launcher_argv("/p", ["/usr/bin/qemu-img"], None, Limits(cpu_seconds=5))[5:])
-    assert request.access is None
-    assert request.limits == Limits(cpu_seconds=5)
+    assert not request.confined
+    assert (request.address_space, request.cpu_seconds) == (None, 5)
 
 
 @pytest.mark.parametrize("args, message", [
@@ -72,21 +70,21 @@ def test_ruleset_handles_every_right_the_abi_knows(abi, length):
     attr = ruleset_attr(abi)
     assert len(attr) == length
     fs_rights = struct.unpack_from("=Q", attr)[0]
-    assert fs_rights == confinement.FS_RIGHTS_BY_ABI[min(abi, 5)]
+    assert fs_rights == confined_exec.FS_RIGHTS_BY_ABI[min(abi, 5)]
     if abi >= 4:
-        assert struct.unpack_from("=Q", attr, 8)[0] == confinement.NET_BIND_TCP | confinement.NET_CONNECT_TCP
+        assert struct.unpack_from("=Q", attr, 8)[0] == confined_exec.NET_BIND_TCP | confined_exec.NET_CONNECT_TCP
 
 
 def test_rules_grant_the_image_read_and_the_destination_write_only():
-    rules = dict(path_rules(Access(reads=("/i/a.qcow2",), writes=("/i/.b.tmp",)), "/usr/bin/qemu-img", abi=3))
-    assert rules["/i/a.qcow2"] == confinement.FS_READ_FILE
-    assert rules["/i/.b.tmp"] == confinement.FS_READ_FILE | confinement.FS_WRITE_FILE | confinement.FS_TRUNCATE
-    assert rules["/usr/bin/qemu-img"] == confinement.FS_EXECUTE | confinement.FS_READ_FILE
+    rules = dict(path_rules(("/i/a.qcow2",), ("/i/.b.tmp",), "/usr/bin/qemu-img", abi=3))
+    assert rules["/i/a.qcow2"] == confined_exec.FS_READ_FILE
+    assert rules["/i/.b.tmp"] == confined_exec.FS_READ_FILE | confined_exec.FS_WRITE_FILE | confined_exec.FS_TRUNCATE
+    assert rules["/usr/bin/qemu-img"] == confined_exec.FS_EXECUTE | confined_exec.FS_READ_FILE
     # Nothing else of the host but programs, libraries, their configuration and two devices.
     others = set(rules) - {"/i/a.qcow2", "/i/.b.tmp", "/usr/bin/qemu-img"}
-    assert others == set(confinement.SYSTEM_DIRECTORIES + confinement.SYSTEM_FILES
-                         + confinement.DEVICES_READ_WRITE + confinement.DEVICES_READ)
-    assert not any(rights & confinement.FS_WRITE_FILE for path, rights in rules.items()
+    assert others == set(confined_exec.SYSTEM_DIRECTORIES + confined_exec.SYSTEM_FILES
+                         + confined_exec.DEVICES_READ_WRITE + confined_exec.DEVICES_READ)
+    assert not any(rights & confined_exec.FS_WRITE_FILE for path, rights in rules.items()
                    if path not in ("/i/.b.tmp", "/dev/null"))
 
 
@@ -96,37 +94,38 @@ def run_filter(program, arch, number):
     accumulator, pc = 0, 0
     while True:
         code, jt, jf, k = program[pc]
-        if code == confinement.BPF_LD_W_ABS:
+        if code == confined_exec.BPF_LD_W_ABS:
             accumulator = struct.unpack_from("=I", data, k)[0]
             pc += 1
-        elif code == confinement.BPF_JEQ_K:
+        elif code == confined_exec.BPF_JEQ_K:
             pc += 1 + (jt if accumulator == k else jf)
-        elif code == confinement.BPF_JGE_K:
+        elif code == confined_exec.BPF_JGE_K:
             pc += 1 + (jt if accumulator >= k else jf)
-        elif code == confinement.BPF_RET_K:
+        elif code == confined_exec.BPF_RET_K:
             return k
         else:
             raise AssertionError(f"unknown instruction {code:#x}")
 
 
-@pytest.mark.parametrize("machine", sorted(confinement.SECCOMP_ARCHES))
+@pytest.mark.parametrize("machine", sorted(confined_exec.SECCOMP_ARCHES))
 def test_socket_filter_denies_sockets_and_io_uring_only(machine):
     program = socket_filter(machine)
-    audit_arch, (socket_nr, io_uring_nr) = confinement.SECCOMP_ARCHES[machine]
-    refuse = confinement.SECCOMP_RET_ERRNO | errno.EACCES
+    audit_arch, (socket_nr, io_uring_nr) = confined_exec.SECCOMP_ARCHES[machine]
+    refuse = confined_exec.SECCOMP_RET_ERRNO | errno.EACCES
     assert run_filter(program, audit_arch, socket_nr) == refuse
     assert run_filter(program, audit_arch, io_uring_nr) == refuse
     for allowed in (0, 1, 2, 3, 56, 57, 59, 60, 200, 257, 435):
         if allowed not in (socket_nr, io_uring_nr):
-            assert run_filter(program, audit_arch, allowed) == confinement.SECCOMP_RET_ALLOW
+            assert run_filter(program, audit_arch, allowed) == confined_exec.SECCOMP_RET_ALLOW
     # x32 calls and calls of another architecture (int 0x80 from a 64-bit process) are refused whole.
-    assert run_filter(program, audit_arch, confinement.X32_SYSCALL_BIT | socket_nr) == refuse
+    assert run_filter(program, audit_arch, confined_exec.X32_SYSCALL_BIT | socket_nr) == refuse
     assert run_filter(program, 0x40000003, 102) == refuse
 
 
 def test_payload_root_holds_the_collection():
     root = confinement.payload_root()
     assert os.path.isfile(os.path.join(root, *confinement.LAUNCHER_MODULE.split(".")) + ".py")
+    assert confined_exec.__file__.startswith(root)
 
 
 # --- on this host's kernel ----------------------------------------------------------------------------------
@@ -162,7 +161,7 @@ def reads_secret(output: bytes) -> bool:
 
 def test_this_kernel_can_confine():
     assert confinement.unavailable_reason() is None
-    assert confinement.landlock_abi() >= 1
+    assert confined_exec.landlock_abi() >= 1
 
 
 def test_a_backing_file_the_image_names_is_denied_unless_allowed(lab):
@@ -271,8 +270,8 @@ def test_the_destination_is_the_only_file_written(lab):
 
 def test_a_missing_path_runs_nothing(tmp_path):
     result = confined(qemu_img("info", str(tmp_path / "gone.raw")), Access(reads=(str(tmp_path / "gone.raw"),)))
-    assert result.returncode == confinement.CONFINEMENT_FAILED
-    assert result.stderr.decode().startswith(confinement.FAILURE_PREFIX + f"{tmp_path / 'gone.raw'} does not exist")
+    assert result.returncode == confined_exec.CONFINEMENT_FAILED
+    assert result.stderr.decode().startswith(confined_exec.FAILURE_PREFIX + f"{tmp_path / 'gone.raw'} does not exist")
 
 
 def test_limits_hold_whether_or_not_confined():

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from ansible_collections.kvm.images.plugins.module_utils import confinement
+from ansible_collections.kvm.images.plugins.module_utils import confined_exec, confinement
 from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImagesError
 from ansible_collections.kvm.images.plugins.module_utils.qemu_img import (
     ImageInUseError,
@@ -157,7 +157,7 @@ def test_a_kernel_without_landlock_runs_nothing(monkeypatch):
 def test_a_launcher_that_cannot_confine_is_a_clear_failure():
     err = "kvm.images confinement: /i/gone.raw does not exist; qemu-img was not run\n"
     with pytest.raises(QemuImgError) as caught:
-        QemuImg(FakeModule([(confinement.CONFINEMENT_FAILED, "", err)])).info("/i/gone.raw", "raw")
+        QemuImg(FakeModule([(confined_exec.CONFINEMENT_FAILED, "", err)])).info("/i/gone.raw", "raw")
     assert caught.value.msg == ("qemu-img info of /i/gone.raw failed: qemu-img could not be confined"
                                 " (/i/gone.raw does not exist; qemu-img was not run)")
 
