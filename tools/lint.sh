@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# ansible-lint (production profile, offline) on the roles and playbooks, and
-# antsibull-docs' lint of every plugin's documentation, from a copy of the tree
-# under ansible_collections/kvm/images.
+# ansible-lint (production profile, offline) on the roles and playbooks, ruff on the
+# Python (ruff.toml), and antsibull-docs' lint of every plugin's documentation, from a
+# copy of the tree under ansible_collections/kvm/images.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -13,6 +13,8 @@ collection=$("$root/tools/collection-tree.sh" "$work")
 cd "$collection"
 export ANSIBLE_COLLECTIONS_PATH=$work NO_COLOR=1 PATH="$venv/bin:$PATH"
 ansible-lint --format=pep8 roles playbooks
+ruff check --no-cache .
+echo "==> ruff: clean"
 antsibull-docs lint-collection-docs --plugin-docs .
 echo "==> antsibull-docs: collection docs lint clean"
 antsibull-changelog lint

@@ -19,17 +19,20 @@ requirements:
   - lxml (the C(python3-lxml) package on Debian) on the managed host
 """
 
-    # The modules that point a disk at a new image record each switch before making it.
+    # The modules that change a domain record each change in the journal before making it.
     JOURNAL = r"""
 options:
   journal:
     description:
-      - A file to which, just before a disk is switched to a new image or format (the define, or the pivot
-        of a live copy), one JSON line is appended and flushed to disk - C(domain), C(target), C(source) and
-        C(source_format) (what the disk had), C(dest) and C(target_format) (what it gets), and C(time).
-      - A run killed right after the switch still leaves the original's path and format behind. A line whose
-        switch did not happen stays too, so read the lines against what the domain uses now.
-      - When the line cannot be written, the disk is not switched.
-      - The C(kvm.images.disk_format) role keeps the records its rollback reads this way.
+      - A file to which one JSON line is appended, and flushed to disk, just before each change this module
+        makes. A disk switched to a new image or format (the define, or the pivot of a live copy) gives
+        C(event=switch), C(domain), C(target), C(source) and C(source_format) (what the disk had), C(dest) and
+        C(target_format) (what it gets); a shutdown gives C(event=shutdown) and the domain running again
+        C(event=start), with C(domain). Every line has C(time).
+      - A run killed right after a switch still leaves the original's path and format behind, and one killed
+        while a domain is down for a conversion leaves a shutdown with no start after it. A line whose change
+        did not happen stays too, so read the lines against what the domain is now.
+      - When the line cannot be written, the change is not made.
+      - The P(kvm.images.disk_format#role) role keeps the records its rollback and its restarts read this way.
     type: path
 """

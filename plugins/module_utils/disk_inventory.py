@@ -10,6 +10,7 @@ import typing as t
 
 from ansible_collections.kvm.images.plugins.module_utils import domain_xml
 from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImagesError
+from ansible_collections.kvm.images.plugins.module_utils.formats import TARGET_FORMATS
 from ansible_collections.kvm.images.plugins.module_utils.libvirt_connection import (
     NO_DOMAIN,
     inactive_xml,
@@ -17,8 +18,6 @@ from ansible_collections.kvm.images.plugins.module_utils.libvirt_connection impo
     live_xml,
     state_name,
 )
-
-CONVERTIBLE_FORMATS = ("raw", "qcow2")
 
 
 def disk_skip_reason(disk: dict[str, t.Any], domain: dict[str, t.Any]) -> str | None:
@@ -33,7 +32,7 @@ def disk_skip_reason(disk: dict[str, t.Any], domain: dict[str, t.Any]) -> str | 
         return "shareable disk"
     if disk["readonly"]:
         return "read-only disk"
-    if disk["driver_type"] not in CONVERTIBLE_FORMATS:
+    if disk["driver_type"] not in TARGET_FORMATS:
         return f"format {disk['driver_type']} (only raw and qcow2 are converted)"
     if disk["backing_chain"]:
         return "has a backing chain in its definition"

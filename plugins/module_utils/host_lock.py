@@ -54,7 +54,24 @@ def directory_locked(path: str) -> t.Iterator[None]:
         os.close(fd)
 
 
+def lock_action(holder: dict[str, t.Any] | None, owner: str, now: float, stale_after: float,
+                take_over: str | None) -> str:
+    """What taking the lock means now: ``held`` (ours already), ``create`` (free), ``take_over`` (left by a
+    killed run: older than ``stale_after`` s, or held by ``take_over``, a run known to be dead), or ``wait``."""
+    if holder is None:
+        return "create"
+    if holder.get("owner") == owner:
+        return "held"
+    age = now - float(holder.get("since", 0))
+    if age > stale_after or (take_over is not None and holder.get("owner") == take_over):
+        return "take_over"
+    return "wait"
+
+
 class HostLock:
+    """The lock at ``path`` for the run ``owner``; decides, then (when ``apply``) acts - check mode applies the
+    same rules and changes nothing."""
+
     def __init__(self, path: str, owner: str, *, process: dict[str, t.Any] | None = None,
                  clock: t.Callable[[], float] = time.time,
                  sleep: t.Callable[[float], None] = time.sleep, poll_interval: float = 1.0) -> None:
@@ -65,33 +82,42 @@ class HostLock:
         self.sleep = sleep
         self.poll_interval = poll_interval
 
-    def acquire(self, wait_timeout: float, stale_after: float, take_over: str | None = None) -> dict[str, t.Any]:
+    def acquire(self, wait_timeout: float, stale_after: float, take_over: str | None = None, *,
+                apply: bool = True) -> dict[str, t.Any]:
         """Take the lock, waiting up to ``wait_timeout`` s for another run to release it.
 
-        A lock older than ``stale_after`` s is taken over: its run was killed
-        before it could release it (an async timeout or a kill -9 runs no cleanup).
-        So is a lock held by ``take_over``, a run known to be dead.
+        A lock older than ``stale_after`` s is taken over: its run was killed before it could release it (an
+        async timeout or a kill -9 runs no cleanup). So is a lock held by ``take_over``. Without ``apply``, the
+        answer a real run would start from, and nothing written; a lock another live run holds is a failure,
+        as it is for a real run once ``wait_timeout`` has passed.
         """
         started = self.clock()
         while True:
             holder = read_holder(self.path)
-            if holder is not None and holder.get("owner") == self.owner:
+            action = lock_action(holder, self.owner, self.clock(), stale_after, take_over)
+            if action == "held":
                 return {"changed": False, "taken_over": None}
-            if holder is None:
+            if action in ("create", "take_over") and not apply:
+                return {"changed": True, "taken_over": holder if action == "take_over" else None}
+            if action == "create":
                 if try_create(self.path, self.owner, self.clock(), self.process):
                     return {"changed": True, "taken_over": None}
                 continue
-            age = self.clock() - float(holder.get("since", 0))
-            if age > stale_after or (take_over is not None and holder.get("owner") == take_over):
+            if action == "take_over":
                 if self.replace(holder):
                     return {"changed": True, "taken_over": holder}
                 continue
-            if self.clock() - started >= wait_timeout:
-                raise KvmImagesError(
-                    f"another run ({holder.get('owner')}, for {age:.0f} s) holds the lock {self.path};"
-                    f" waited {wait_timeout:g} s and changed nothing. If that run is dead, remove {self.path}.",
-                    path=self.path, holder=holder)
+            waited = self.clock() - started
+            if not apply or waited >= wait_timeout:
+                raise self.busy(holder, wait_timeout if apply else 0)
             self.sleep(self.poll_interval)
+
+    def busy(self, holder: dict[str, t.Any], waited: float) -> KvmImagesError:
+        age = self.clock() - float(holder.get("since", 0))
+        return KvmImagesError(
+            f"another run ({holder.get('owner')}, for {age:.0f} s) holds the lock {self.path};"
+            f" waited {waited:g} s and changed nothing. If that run is dead, remove {self.path}.",
+            path=self.path, holder=holder)
 
     def replace(self, holder: dict[str, t.Any]) -> bool:
         """Our lock in place of ``holder``'s, if it still holds it; False when another run came first."""
@@ -101,12 +127,13 @@ class HostLock:
             os.unlink(self.path)
             return try_create(self.path, self.owner, self.clock(), self.process)
 
-    def release(self) -> dict[str, t.Any]:
+    def release(self, *, apply: bool = True) -> dict[str, t.Any]:
         holder = read_holder(self.path)
         if holder is None:
             return {"changed": False}
         if holder.get("owner") != self.owner:
             raise KvmImagesError(f"the lock {self.path} is held by {holder.get('owner')}, not by this run;"
                                  " left in place", path=self.path, holder=holder)
-        os.unlink(self.path)
+        if apply:
+            os.unlink(self.path)
         return {"changed": True}

@@ -11,7 +11,7 @@ import typing as t
 from dataclasses import dataclass, field
 
 from ansible_collections.kvm.images.plugins.module_utils import atomic_file
-from ansible_collections.kvm.images.plugins.module_utils.disk_plan import destination_path
+from ansible_collections.kvm.images.plugins.module_utils.destination import destination_path
 from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImagesError
 from ansible_collections.kvm.images.plugins.module_utils.image_facts import readable_backing
 from ansible_collections.kvm.images.plugins.module_utils.image_safety import (
@@ -22,9 +22,7 @@ from ansible_collections.kvm.images.plugins.module_utils.image_safety import (
     safety_problems,
 )
 from ansible_collections.kvm.images.plugins.module_utils.qemu_img import QemuImg, held_by_qemu
-
-SPACE_MARGIN_RATIO = 0.05
-SPACE_MARGIN_BYTES = 64 << 20
+from ansible_collections.kvm.images.plugins.module_utils.space import with_margin
 
 
 @dataclass
@@ -182,7 +180,7 @@ class Converter:
     def check_space(self, decision: Decision, required: int) -> None:
         directory = os.path.dirname(decision.dest)
         free = free_bytes(directory)
-        wanted = int(required * (1 + SPACE_MARGIN_RATIO)) + SPACE_MARGIN_BYTES
+        wanted = with_margin(required)
         if free < wanted:
             raise KvmImagesError(
                 f"not enough space in {directory} for {decision.dest}: it needs {required} bytes"

@@ -52,14 +52,9 @@ class ResourceLimits:
 
 DEFAULT_LIMITS = ResourceLimits()
 
-# The options every module that runs qemu-img takes (documented in the qemu_img doc fragment).
-QEMU_IMG_ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = {
-    "confinement": {"type": "str", "default": confinement.ENABLED, "choices": list(confinement.MODES)},
-}
-
 
 def qemu_img_for(module: t.Any) -> QemuImg:
-    """The runner a module's own options ask for."""
+    """The runner a module's own options ask for (argument_specs.QEMU_IMG)."""
     return QemuImg(module, confinement_mode=module.params["confinement"])
 
 

@@ -91,8 +91,17 @@ holder:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImagesError
-from ansible_collections.kvm.images.plugins.module_utils.host_lock import HostLock, read_holder
+from ansible_collections.kvm.images.plugins.module_utils.host_lock import HostLock
+from ansible_collections.kvm.images.plugins.module_utils.module_run import run_module
+
+
+def run(module: AnsibleModule) -> dict:
+    params = module.params
+    lock = HostLock(params["path"], params["owner"], process=params["process"])
+    if params["state"] == "acquired":
+        return lock.acquire(params["wait_timeout"], params["stale_after"], params["take_over"],
+                            apply=not module.check_mode)
+    return dict(lock.release(apply=not module.check_mode), taken_over=None)
 
 
 def main() -> None:
@@ -108,23 +117,7 @@ def main() -> None:
         ),
         supports_check_mode=True,
     )
-    params = module.params
-    lock = HostLock(params["path"], params["owner"], process=params["process"])
-    try:
-        if module.check_mode:
-            holder = read_holder(params["path"])
-            mine = holder is not None and holder.get("owner") == params["owner"]
-            dead = holder is not None and holder.get("owner") == params["take_over"]
-            if params["state"] == "acquired" and holder is not None and not mine and not dead:
-                raise KvmImagesError(f"another run ({holder.get('owner')}) holds the lock {params['path']}",
-                                     path=params["path"], holder=holder)
-            changed = (holder is None or dead) if params["state"] == "acquired" else mine
-            module.exit_json(changed=changed, taken_over=holder if dead else None)
-        if params["state"] == "acquired":
-            module.exit_json(**lock.acquire(params["wait_timeout"], params["stale_after"], params["take_over"]))
-        module.exit_json(**lock.release(), taken_over=None)
-    except KvmImagesError as exc:
-        module.fail_json(**exc.fail_json_kwargs())
+    run_module(module, run)
 
 
 if __name__ == "__main__":

@@ -153,11 +153,12 @@ filesystems:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.kvm.images.plugins.module_utils.argument_specs import LIBVIRT, QEMU_IMG, module_spec
 from ansible_collections.kvm.images.plugins.module_utils.disk_inventory import add_filesystems, describe_hypervisor
 from ansible_collections.kvm.images.plugins.module_utils.image_facts import gather
 from ansible_collections.kvm.images.plugins.module_utils.libvirt_connection import LibvirtConnection
-from ansible_collections.kvm.images.plugins.module_utils.module_run import run_libvirt_module
-from ansible_collections.kvm.images.plugins.module_utils.qemu_img import QEMU_IMG_ARGUMENT_SPEC, qemu_img_for
+from ansible_collections.kvm.images.plugins.module_utils.module_run import LIBVIRT_LIBRARIES, run_module
+from ansible_collections.kvm.images.plugins.module_utils.qemu_img import qemu_img_for
 
 
 def add_image_info(module: AnsibleModule, domains: list[dict]) -> None:
@@ -179,15 +180,14 @@ def run(module: AnsibleModule) -> dict:
 
 def main() -> None:
     module = AnsibleModule(
-        argument_spec=dict(
-            **QEMU_IMG_ARGUMENT_SPEC,
-            uri=dict(type="str", default="qemu:///system"),
+        argument_spec=module_spec(
+            LIBVIRT, QEMU_IMG,
             name=dict(type="list", elements="str"),
             image_info=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
     )
-    run_libvirt_module(module, run)
+    run_module(module, run, libraries=LIBVIRT_LIBRARIES)
 
 
 if __name__ == "__main__":

@@ -190,11 +190,13 @@ disks:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.kvm.images.plugins.module_utils.argument_specs import JOURNAL, LIBVIRT, module_spec
 from ansible_collections.kvm.images.plugins.module_utils.disk_update import Edit, update_disks
 from ansible_collections.kvm.images.plugins.module_utils.domain_xml import DRIVER_OPTIONS
 from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImagesError
-from ansible_collections.kvm.images.plugins.module_utils.module_run import run_libvirt_module
+from ansible_collections.kvm.images.plugins.module_utils.formats import TARGET_FORMATS
 from ansible_collections.kvm.images.plugins.module_utils.libvirt_connection import LibvirtConnection
+from ansible_collections.kvm.images.plugins.module_utils.module_run import LIBVIRT_LIBRARIES, run_module
 
 CACHE_MODES = ["default", "none", "writethrough", "writeback", "directsync", "unsafe"]
 IO_MODES = ["threads", "native", "io_uring"]
@@ -207,7 +209,7 @@ def disk_change_spec() -> dict:
         target=dict(type="str"),
         match_source=dict(type="path"),
         source=dict(type="path"),
-        driver_type=dict(type="str", choices=["raw", "qcow2"]),
+        driver_type=dict(type="str", choices=list(TARGET_FORMATS)),
         cache=dict(type="str", choices=CACHE_MODES),
         io=dict(type="str", choices=IO_MODES),
         discard=dict(type="str", choices=["ignore", "unmap"]),
@@ -254,8 +256,8 @@ def run(module: AnsibleModule) -> dict:
 
 def main() -> None:
     module = AnsibleModule(
-        argument_spec=dict(
-            uri=dict(type="str", default="qemu:///system"),
+        argument_spec=module_spec(
+            LIBVIRT, JOURNAL,
             name=dict(type="str"),
             disks=dict(type="list", elements="dict", options=dict(name=dict(type="str", required=True), **disk_change_spec()),
                        required_one_of=[("target", "match_source")], mutually_exclusive=[("target", "match_source")]),
@@ -263,13 +265,12 @@ def main() -> None:
             on_running=dict(type="str", default="persist", choices=["persist", "fail"]),
             allowed_backing_dirs=dict(type="list", elements="path"),
             on_missing=dict(type="str", default="fail", choices=["fail", "skip"]),
-            journal=dict(type="path"),
         ),
         required_one_of=[("name", "disks")],
         mutually_exclusive=[("target", "match_source")] + [("disks", key) for key in SINGLE_DISK_OPTIONS],
         supports_check_mode=True,
     )
-    run_libvirt_module(module, run)
+    run_module(module, run, libraries=LIBVIRT_LIBRARIES)
 
 
 if __name__ == "__main__":

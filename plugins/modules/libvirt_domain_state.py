@@ -17,6 +17,7 @@ author: kvm.images contributors (@kvm-images)
 extends_documentation_fragment:
   - kvm.images.attributes
   - kvm.images.libvirt
+  - kvm.images.libvirt.journal
 attributes:
   check_mode:
     support: full
@@ -44,14 +45,6 @@ options:
       - When V(false), such a domain is left running and the task fails.
     type: bool
     default: false
-  journal:
-    description:
-      - A file to which a JSON line (C(event), C(domain), C(time)) is appended and flushed to disk just before a
-        shutdown (V(shutdown)) and once the domain runs again (V(start)). A run killed while the domain is down
-        for a conversion leaves a shutdown line with no start after it, so the next run knows to start the
-        domain again; the P(kvm.images.disk_format#role) role keeps its journal this way.
-      - When the line cannot be written before a shutdown, the domain is not shut down.
-    type: path
 """
 
 EXAMPLES = r"""
@@ -95,9 +88,10 @@ reason:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.kvm.images.plugins.module_utils.argument_specs import JOURNAL, LIBVIRT, module_spec
 from ansible_collections.kvm.images.plugins.module_utils.domain_power import bring_to
 from ansible_collections.kvm.images.plugins.module_utils.libvirt_connection import LibvirtConnection
-from ansible_collections.kvm.images.plugins.module_utils.module_run import run_libvirt_module
+from ansible_collections.kvm.images.plugins.module_utils.module_run import LIBVIRT_LIBRARIES, run_module
 
 
 def run(module: AnsibleModule) -> dict:
@@ -110,17 +104,16 @@ def run(module: AnsibleModule) -> dict:
 
 def main() -> None:
     module = AnsibleModule(
-        argument_spec=dict(
-            uri=dict(type="str", default="qemu:///system"),
+        argument_spec=module_spec(
+            LIBVIRT, JOURNAL,
             name=dict(type="str", required=True),
             state=dict(type="str", required=True, choices=["running", "shutoff"]),
             shutdown_timeout=dict(type="int", default=120),
             force_off=dict(type="bool", default=False),
-            journal=dict(type="path"),
         ),
         supports_check_mode=True,
     )
-    run_libvirt_module(module, run)
+    run_module(module, run, libraries=LIBVIRT_LIBRARIES)
 
 
 if __name__ == "__main__":

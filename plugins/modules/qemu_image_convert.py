@@ -198,31 +198,29 @@ removed_leftovers:
 """
 
 import os
-import signal
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImagesError
+from ansible_collections.kvm.images.plugins.module_utils.argument_specs import (
+    NEW_IMAGE_FORMAT,
+    QCOW2_OPTIONS,
+    QEMU_IMG,
+    module_spec,
+    qcow2_options,
+)
+from ansible_collections.kvm.images.plugins.module_utils.formats import SOURCE_FORMATS
 from ansible_collections.kvm.images.plugins.module_utils.image_convert import Converter, Request, decide
-from ansible_collections.kvm.images.plugins.module_utils.qemu_img import QEMU_IMG_ARGUMENT_SPEC, qemu_img_for
+from ansible_collections.kvm.images.plugins.module_utils.module_run import run_module
+from ansible_collections.kvm.images.plugins.module_utils.qemu_img import qemu_img_for
 
 CACHE_MODES = ["none", "writeback", "writethrough", "directsync", "unsafe"]
-
-
-def interrupted(signum: int, _frame: object) -> None:
-    # Turn SIGTERM into an exception so the temp file is removed on the way out.
-    raise KvmImagesError(f"interrupted by signal {signum}; the temp file was removed, nothing was renamed")
 
 
 def run(module: AnsibleModule) -> dict:
     params = module.params
     request = Request(
         src=params["src"], src_format=params["src_format"], dest=params["dest"], format=params["format"],
-        create_options={
-            "compat": params["compat"], "cluster_size": params["cluster_size"],
-            "preallocation": params["preallocation"], "lazy_refcounts": params["lazy_refcounts"],
-            "compression_type": params["compression_type"],
-        },
+        create_options=dict(qcow2_options(params), compression_type=params["compression_type"]),
         compress=params["compression"], sparse=params["sparse"], parallel=params["parallel"],
         out_of_order=params["out_of_order"], src_cache=params["src_cache"], dest_cache=params["dest_cache"],
         verify=params["verify"], space_check=params["space_check"], keep_backing=params["backing"] == "keep",
@@ -266,16 +264,12 @@ def run(module: AnsibleModule) -> dict:
 
 def main() -> None:
     module = AnsibleModule(
-        argument_spec=dict(
-            **QEMU_IMG_ARGUMENT_SPEC,
+        argument_spec=module_spec(
+            QEMU_IMG, QCOW2_OPTIONS,
             src=dict(type="path", required=True),
-            src_format=dict(type="str", choices=["raw", "qcow2", "qcow", "vmdk", "vdi", "vhdx", "vpc", "qed"]),
+            src_format=dict(type="str", choices=list(SOURCE_FORMATS)),
             dest=dict(type="path"),
-            format=dict(type="str", required=True, choices=["raw", "qcow2"]),
-            compat=dict(type="str", default="1.1", choices=["0.10", "1.1"]),
-            cluster_size=dict(type="int", default=65536),
-            preallocation=dict(type="str", default="off", choices=["off", "metadata", "falloc", "full"]),
-            lazy_refcounts=dict(type="bool", default=False),
+            format=dict(NEW_IMAGE_FORMAT, required=True),
             compression=dict(type="bool", default=False),
             compression_type=dict(type="str", choices=["zlib", "zstd"]),
             sparse=dict(type="str"),
@@ -294,13 +288,8 @@ def main() -> None:
         ),
         supports_check_mode=True,
     )
-    signal.signal(signal.SIGTERM, interrupted)
-    try:
-        module.exit_json(**run(module))
-    except KvmImagesError as exc:
-        module.fail_json(**exc.fail_json_kwargs())
-    except OSError as exc:
-        module.fail_json(msg=f"conversion of {module.params['src']} failed: {exc}; nothing was renamed")
+    run_module(module, run, on_interrupt="the temp file was removed, nothing was renamed",
+               on_os_error=lambda exc: f"conversion of {module.params['src']} failed: {exc}; nothing was renamed")
 
 
 if __name__ == "__main__":

@@ -234,30 +234,43 @@ images:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImagesError
+from ansible_collections.kvm.images.plugins.module_utils.argument_specs import QEMU_IMG, module_spec
+from ansible_collections.kvm.images.plugins.module_utils.formats import SOURCE_FORMATS, TARGET_FORMATS
 from ansible_collections.kvm.images.plugins.module_utils.image_facts import PER_IMAGE_OPTIONS, gather, gather_each
-from ansible_collections.kvm.images.plugins.module_utils.qemu_img import QEMU_IMG_ARGUMENT_SPEC, qemu_img_for
+from ansible_collections.kvm.images.plugins.module_utils.module_run import run_module
+from ansible_collections.kvm.images.plugins.module_utils.qemu_img import qemu_img_for
 
-FORMATS = ["raw", "qcow2", "qcow", "vmdk", "vdi", "vhdx", "vpc", "qed", "luks"]
+
+def run(module: AnsibleModule) -> dict:
+    params = module.params
+    qemu = qemu_img_for(module)
+    if params["images"] is not None:
+        return {"changed": False, "images": gather_each(qemu, params["images"],
+                                                        {key: params[key] for key in PER_IMAGE_OPTIONS},
+                                                        allowed_backing_dirs=params["allowed_backing_dirs"])}
+    facts = gather(qemu, params["path"], params["format"], backing_chain=params["backing_chain"],
+                   check=params["check"], measure_format=params["measure_format"],
+                   force_share=params["force_share"], allowed_backing_dirs=params["allowed_backing_dirs"])
+    return dict(facts, changed=False)
 
 
 def main() -> None:
     module = AnsibleModule(
-        argument_spec=dict(
-            **QEMU_IMG_ARGUMENT_SPEC,
+        argument_spec=module_spec(
+            QEMU_IMG,
             path=dict(type="path"),
             images=dict(type="list", elements="dict", options=dict(
                 path=dict(type="path", required=True),
-                format=dict(type="str", choices=FORMATS),
+                format=dict(type="str", choices=list(SOURCE_FORMATS)),
                 backing_chain=dict(type="bool"),
                 check=dict(type="bool"),
-                measure_format=dict(type="str", choices=["raw", "qcow2"]),
+                measure_format=dict(type="str", choices=list(TARGET_FORMATS)),
                 force_share=dict(type="bool"),
             )),
-            format=dict(type="str", choices=FORMATS),
+            format=dict(type="str", choices=list(SOURCE_FORMATS)),
             backing_chain=dict(type="bool", default=False),
             check=dict(type="bool", default=False),
-            measure_format=dict(type="str", choices=["raw", "qcow2"]),
+            measure_format=dict(type="str", choices=list(TARGET_FORMATS)),
             force_share=dict(type="bool", default=False),
             allowed_backing_dirs=dict(type="list", elements="path"),
         ),
@@ -265,20 +278,7 @@ def main() -> None:
         required_one_of=[("path", "images")],
         supports_check_mode=True,
     )
-    params = module.params
-    if params["images"] is not None:
-        images = gather_each(qemu_img_for(module), params["images"], {key: params[key] for key in PER_IMAGE_OPTIONS},
-                             allowed_backing_dirs=params["allowed_backing_dirs"])
-        module.exit_json(changed=False, images=images)
-    try:
-        facts = gather(qemu_img_for(module), params["path"], params["format"], backing_chain=params["backing_chain"],
-                       check=params["check"], measure_format=params["measure_format"],
-                       force_share=params["force_share"], allowed_backing_dirs=params["allowed_backing_dirs"])
-    except KvmImagesError as exc:
-        module.fail_json(**exc.fail_json_kwargs())
-    except OSError as exc:
-        module.fail_json(msg=f"cannot read {params['path']}: {exc.strerror}", path=params["path"])
-    module.exit_json(changed=False, **facts)
+    run_module(module, run, on_os_error=lambda exc: f"cannot read {module.params['path']}: {exc.strerror}")
 
 
 if __name__ == "__main__":

@@ -116,3 +116,42 @@ def test_exactly_one_of_many_processes_takes_over_a_dead_lock(tmp_path):
     won = race(_take_over, path)
     assert len(won) == 1
     assert json.loads((tmp_path / "lock").read_text())["owner"] == won[0]
+
+
+@pytest.mark.parametrize("age, take_over, expected", [
+    (10, None, ("wait", None)),
+    (7200, None, ("take_over", "killed-run")),
+    (10, "killed-run", ("take_over", "killed-run")),
+], ids=["live", "stale", "known-dead"])
+def test_check_mode_applies_the_rules_of_a_real_run_and_writes_nothing(tmp_path, age, take_over, expected):
+    path = tmp_path / "lock"
+    clock = FakeClock(now=1000.0)
+    HostLock(str(path), "killed-run", clock=clock).acquire(0, 3600)
+    clock.now += age
+    before = path.read_text()
+    checking = HostLock(str(path), "run-b", clock=clock, sleep=clock.sleep)
+    action, holder = expected
+    if action == "wait":
+        with pytest.raises(KvmImagesError, match=r"another run \(killed-run, for 10 s\) holds the lock .*; waited 0 s"):
+            checking.acquire(wait_timeout=600, stale_after=3600, take_over=take_over, apply=False)
+        assert clock.now == 1010.0
+    else:
+        result = checking.acquire(wait_timeout=0, stale_after=3600, take_over=take_over, apply=False)
+        assert result == {"changed": True, "taken_over": json.loads(before)}
+        # The real run, from the same state, does what check mode said.
+        real = HostLock(str(path), "run-b", clock=clock).acquire(0, 3600, take_over=take_over)
+        assert real == result
+        path.write_text(before)
+    assert path.read_text() == before
+
+
+def test_check_mode_release_writes_nothing(tmp_path):
+    path = str(tmp_path / "lock")
+    lock = HostLock(path, "run-a")
+    lock.acquire(0, 3600)
+    assert lock.release(apply=False) == {"changed": True}
+    assert (tmp_path / "lock").exists()
+    assert HostLock(path, "run-a").acquire(0, 3600, apply=False) == {"changed": False, "taken_over": None}
+    assert HostLock(str(tmp_path / "free"), "run-a").acquire(0, 3600, apply=False) == {"changed": True,
+                                                                                        "taken_over": None}
+    assert not (tmp_path / "free").exists()
