@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import os
+import platform
 import typing as t
 
 from ansible_collections.kvm.images.plugins.module_utils import domain_xml
@@ -122,6 +123,22 @@ def add_filesystems(domains: list[dict[str, t.Any]]) -> list[dict[str, t.Any]]:
             if directory not in entry["directories"]:
                 entry["directories"].append(directory)
     return sorted(found.values(), key=lambda entry: entry["id"])
+
+
+def version_string(number: int) -> str:
+    """libvirt's packed versions: 9000000 -> 9.0.0, 7002022 -> 7.2.22."""
+    return f"{number // 1000000}.{number // 1000 % 1000}.{number % 1000}"
+
+
+def hypervisor_versions(connection: t.Any) -> dict[str, str]:
+    """The libvirt daemon's and its QEMU's versions, and the Python that runs the modules."""
+    conn = connection.conn
+    return {
+        "libvirt_version": version_string(libvirt_call("cannot read libvirt's version", conn.getLibVersion)),
+        "qemu_version": version_string(libvirt_call("cannot read QEMU's version", conn.getVersion)),
+        "python_version": platform.python_version(),
+        "hostname": libvirt_call("cannot read the host name", conn.getHostname),
+    }
 
 
 def describe_hypervisor(connection: t.Any, names: list[str] | None = None) -> list[dict[str, t.Any]]:

@@ -1,7 +1,7 @@
 # Copyright (c) kvm.images contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Graceful power changes of a libvirt domain (private to kvm.images)."""
+"""Graceful power changes of libvirt domains, one or several together (private to kvm.images)."""
 
 from __future__ import annotations
 
@@ -31,67 +31,99 @@ def power_action(current: str, desired: str) -> str | None:
 
 
 class PowerControl:
-    """Drives one domain; ``domain`` is a libvirt virDomain (the seam tests fake)."""
+    """Drives domains; each is a libvirt virDomain (the seam tests fake)."""
 
-    def __init__(self, domain: t.Any, *, clock: t.Callable[[], float] = time.monotonic,
+    def __init__(self, *, clock: t.Callable[[], float] = time.monotonic,
                  sleep: t.Callable[[float], None] = time.sleep, poll_interval: float = 0.2) -> None:
-        self.domain = domain
         self.clock = clock
         self.sleep = sleep
         self.poll_interval = poll_interval
 
-    def start(self) -> None:
-        self.domain.create()
+    def shutdown(self, domains: list[t.Any], timeout: float, force_off: bool) -> dict[str, dict[str, t.Any]]:
+        """ACPI shutdown of every domain at once, then one wait of up to ``timeout`` s for all of them;
+        power off what is still up only when allowed. Returns ``forced`` and ``duration_s`` per name.
 
-    def shutdown(self, timeout: float, force_off: bool) -> dict[str, t.Any]:
-        """ACPI shutdown, waiting up to ``timeout`` s; power off only when allowed."""
-        name = self.domain.name()
+        Without ``force_off``, a domain still running fails the call, naming it; the others are off.
+        """
         started = self.clock()
-        if self.domain.isActive():
-            self.domain.shutdown()
-        while self.domain.isActive() and self.clock() - started < timeout:
+        for domain in domains:
+            if domain.isActive():
+                domain.shutdown()
+        done: dict[str, dict[str, t.Any]] = {}
+        while True:
+            for domain in domains:
+                if domain.name() not in done and not domain.isActive():
+                    done[domain.name()] = {"forced": False, "duration_s": round(self.clock() - started, 2)}
+            if len(done) == len(domains) or self.clock() - started >= timeout:
+                break
             self.sleep(self.poll_interval)
-        if not self.domain.isActive():
-            return {"forced": False, "duration_s": round(self.clock() - started, 2)}
-        if not force_off:
+        still_up = [domain for domain in domains if domain.name() not in done]
+        if still_up and not force_off:
+            names = ", ".join(domain.name() for domain in still_up)
+            off = ", ".join(sorted(done)) or "none"
             raise KvmImagesError(
-                f"domain {name} did not shut down within {timeout:g} s after an ACPI shutdown request;"
-                " it is still running and nothing was changed (set force_off to power it off)",
-                domain=name, timeout=timeout)
-        self.domain.destroy()
-        return {"forced": True, "duration_s": round(self.clock() - started, 2)}
+                f"domain {names} did not shut down within {timeout:g} s after an ACPI shutdown request;"
+                f" it is still running and nothing was changed (set force_off to power it off)."
+                + (f" Shut off meanwhile: {off}" if len(domains) > 1 else ""),
+                domain=still_up[0].name() if len(still_up) == 1 else [domain.name() for domain in still_up],
+                timeout=timeout, shut_off=sorted(done))
+        for domain in still_up:
+            domain.destroy()
+            done[domain.name()] = {"forced": True, "duration_s": round(self.clock() - started, 2)}
+        return done
 
 
-def bring_to(domain: t.Any, desired: str, *, shutdown_timeout: float, force_off: bool, journal: str | None,
-             apply: bool, control: PowerControl | None = None) -> dict[str, t.Any]:
-    """Decide, then (when ``apply``) shut down or start, journaling a shutdown before it and a start after it."""
-    name = domain.name()
+def decide(domain: t.Any, desired: str) -> dict[str, t.Any]:
+    """The result a change of ``domain`` to ``desired`` starts from, with its ``action`` (None: nothing)."""
     before = state_name(domain)
     action = power_action(before, desired)
-    result = {"changed": action is not None, "previous_state": before, "state": before,
-              "forced": False, "duration_s": 0.0}
+    result = {"name": domain.name(), "changed": action is not None, "previous_state": before, "state": before,
+              "forced": False, "duration_s": 0.0, "action": action}
     if action is not None:
         result["reason"] = f"{before} -> {'running' if action == 'start' else 'shut off'}" + (
             " (ACPI shutdown)" if action == "shutdown" else "")
-    if not apply:
-        return result
-    control = control or PowerControl(domain)
-    if action == "shutdown":
-        record_before(journal, [power_entry(name, "shutdown")], name, "shutdown")
-        try:
-            result.update(libvirt_call(f"cannot shut down domain {name}", control.shutdown, shutdown_timeout,
-                                       force_off))
-        except KvmImagesError:
-            if domain.isActive():
-                note_running(journal, name)
-            raise
-    elif desired == "running":
-        if action == "start":
-            libvirt_call(f"cannot start domain {name}", control.start)
-        # Also when it ran already, perhaps started by hand after a killed run: that shutdown is done with.
-        note_running(journal, name)
-    result["state"] = state_name(domain)
     return result
+
+
+def bring_all(domains: list[t.Any], desired: str, *, shutdown_timeout: float, force_off: bool, journal: str | None,
+              apply: bool, control: PowerControl | None = None) -> list[dict[str, t.Any]]:
+    """Decide for every domain, then (when ``apply``) shut them down together or start them, journaling the
+    shutdowns before they are asked for and each start after it. One result per domain, in order."""
+    results = [decide(domain, desired) for domain in domains]
+    if apply:
+        control = control or PowerControl()
+        if desired == "shutoff":
+            shut_down(domains, results, control, shutdown_timeout, force_off, journal)
+        else:
+            for domain, result in zip(domains, results):
+                if result["action"] == "start":
+                    libvirt_call(f"cannot start domain {domain.name()}", domain.create)
+                # Also when it ran already, perhaps started by hand after a killed run: that shutdown is done with.
+                note_running(journal, domain.name())
+        for domain, result in zip(domains, results):
+            result["state"] = state_name(domain)
+    for result in results:
+        result.pop("action")
+    return results
+
+
+def shut_down(domains: list[t.Any], results: list[dict[str, t.Any]], control: PowerControl,
+              timeout: float, force_off: bool, journal: str | None) -> None:
+    going = [domain for domain, result in zip(domains, results) if result["action"] == "shutdown"]
+    if not going:
+        return
+    names = ", ".join(domain.name() for domain in going)
+    record_before(journal, [power_entry(domain.name(), "shutdown") for domain in going], names, "shutdown")
+    try:
+        done = libvirt_call(f"cannot shut down domain {names}", control.shutdown, going, timeout, force_off)
+    except KvmImagesError:
+        # A domain that stays up is not one to start again later.
+        for domain in going:
+            if domain.isActive():
+                note_running(journal, domain.name())
+        raise
+    for result in results:
+        result.update(done.get(result["name"], {}))
 
 
 def note_running(journal: str | None, name: str) -> None:

@@ -78,6 +78,28 @@ def pending_restarts(text: str) -> list[str]:
     return [domain for domain, event in last.items() if event == "shutdown"]
 
 
+def read_journal(path: str | None) -> str:
+    """The journal's text; empty when there is none yet."""
+    if not path:
+        return ""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return ""
+    except OSError as exc:
+        raise KvmImagesError(f"cannot read the journal {path}: {exc.strerror}", journal=path) from exc
+
+
+def journal_facts(text: str, domains: list[dict[str, t.Any]]) -> dict[str, t.Any]:
+    """What a run needs of the journal: its switches (for the plan and rollback), and the guests an interrupted
+    run shut down and did not start again that are still defined and not paused (to start them again; a running
+    one was started by hand since, and starting it only closes its shutdown line)."""
+    present = {domain["name"] for domain in domains if domain.get("state") in ("shut off", "running")}
+    return {"switches": parse_entries(text),
+            "pending_restarts": [name for name in pending_restarts(text) if name in present]}
+
+
 def read_lines(text: str) -> list[dict[str, t.Any]]:
     entries = []
     for line in text.splitlines():

@@ -27,6 +27,11 @@ options:
     description: Only these domains (each must exist). All domains when omitted.
     type: list
     elements: str
+  journal:
+    description:
+      - The journal the collection's other modules keep (their O(kvm.images.libvirt_disk_copy#module:journal)
+        option). When given, RV(journal) returns what a run needs of it, read in the same call.
+    type: path
   image_info:
     description:
       - Add RV(domains[].disks[].image), the facts of M(kvm.images.qemu_image_info), to each file disk.
@@ -128,6 +133,41 @@ domains:
           description: M(kvm.images.qemu_image_info) facts of the source.
           type: dict
           returned: when O(image_info) and the disk is a file
+journal:
+  description: What the journal given in O(journal) says; empty lists when it does not exist yet.
+  returned: when O(journal) is given
+  type: dict
+  contains:
+    switches:
+      description: Every disk switch, oldest first (C(domain), C(target), C(source), C(source_format), C(dest),
+        C(target_format), C(time)); a last line cut short by a kill is left out.
+      type: list
+      elements: dict
+    pending_restarts:
+      description: The domains an interrupted run shut down and did not start again, that are still defined, shut
+        off or running.
+      type: list
+      elements: str
+hypervisor:
+  description: The versions of the hypervisor's software.
+  returned: success
+  type: dict
+  contains:
+    libvirt_version:
+      description: The libvirt daemon's version.
+      type: str
+      sample: 9.0.0
+    qemu_version:
+      description: The version of the QEMU that libvirt drives.
+      type: str
+      sample: 7.2.22
+    python_version:
+      description: The version of the Python that runs the modules.
+      type: str
+      sample: 3.11.2
+    hostname:
+      description: The hypervisor's host name, as libvirt gives it.
+      type: str
 filesystems:
   description:
     - The file systems holding file disks, once each, with their free space, so that the space needed by
@@ -153,9 +193,14 @@ filesystems:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.kvm.images.plugins.module_utils.argument_specs import LIBVIRT, QEMU_IMG, module_spec
-from ansible_collections.kvm.images.plugins.module_utils.disk_inventory import add_filesystems, describe_hypervisor
+from ansible_collections.kvm.images.plugins.module_utils.argument_specs import JOURNAL, LIBVIRT, QEMU_IMG, module_spec
+from ansible_collections.kvm.images.plugins.module_utils.disk_inventory import (
+    add_filesystems,
+    describe_hypervisor,
+    hypervisor_versions,
+)
 from ansible_collections.kvm.images.plugins.module_utils.image_facts import gather
+from ansible_collections.kvm.images.plugins.module_utils.journal import journal_facts, read_journal
 from ansible_collections.kvm.images.plugins.module_utils.libvirt_connection import LibvirtConnection
 from ansible_collections.kvm.images.plugins.module_utils.module_run import LIBVIRT_LIBRARIES, run_module
 from ansible_collections.kvm.images.plugins.module_utils.qemu_img import qemu_img_for
@@ -172,16 +217,20 @@ def add_image_info(module: AnsibleModule, domains: list[dict]) -> None:
 def run(module: AnsibleModule) -> dict:
     with LibvirtConnection(module.params["uri"]) as connection:
         domains = describe_hypervisor(connection, module.params["name"])
+        versions = hypervisor_versions(connection)
     filesystems = add_filesystems(domains)
     if module.params["image_info"]:
         add_image_info(module, domains)
-    return {"changed": False, "domains": domains, "filesystems": filesystems}
+    result = {"changed": False, "domains": domains, "filesystems": filesystems, "hypervisor": versions}
+    if module.params["journal"]:
+        result["journal"] = journal_facts(read_journal(module.params["journal"]), domains)
+    return result
 
 
 def main() -> None:
     module = AnsibleModule(
         argument_spec=module_spec(
-            LIBVIRT, QEMU_IMG,
+            LIBVIRT, QEMU_IMG, JOURNAL,
             name=dict(type="list", elements="str"),
             image_info=dict(type="bool", default=False),
         ),

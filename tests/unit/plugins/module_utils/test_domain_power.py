@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.kvm.images.plugins.module_utils.domain_power import PowerControl, bring_to, power_action
+from ansible_collections.kvm.images.plugins.module_utils.domain_power import PowerControl, bring_all, power_action
 from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImagesError
 from ansible_collections.kvm.images.plugins.module_utils.journal import pending_restarts
 from ansible_collections.kvm.images.tests.unit.plugins.module_utils.fake_clock import FakeClock
@@ -15,7 +15,8 @@ from ansible_collections.kvm.images.tests.unit.plugins.module_utils.fake_clock i
 class FakeDomain:
     """A guest that turns off ``off_after`` seconds after the shutdown request (never if None)."""
 
-    def __init__(self, clock, off_after):
+    def __init__(self, clock, off_after, name="web01"):
+        self.domain_name = name
         self.clock = clock
         self.off_after = off_after
         self.requested_at = None
@@ -23,7 +24,7 @@ class FakeDomain:
         self.calls = []
 
     def name(self):
-        return "web01"
+        return self.domain_name
 
     def shutdown(self):
         self.calls.append("shutdown")
@@ -60,7 +61,7 @@ def test_power_action_refuses_to_start_a_paused_domain():
 def test_graceful_shutdown_within_timeout():
     clock = FakeClock()
     domain = FakeDomain(clock, off_after=3)
-    result = PowerControl(domain, clock=clock, sleep=clock.sleep).shutdown(timeout=10, force_off=True)
+    result = PowerControl(clock=clock, sleep=clock.sleep).shutdown([domain], timeout=10, force_off=True)["web01"]
     assert result["forced"] is False
     assert 3 <= result["duration_s"] < 4
     assert domain.calls == ["shutdown"]
@@ -70,8 +71,9 @@ def test_guest_ignoring_acpi_is_left_running_without_force():
     clock = FakeClock()
     domain = FakeDomain(clock, off_after=None)
     with pytest.raises(KvmImagesError) as caught:
-        PowerControl(domain, clock=clock, sleep=clock.sleep).shutdown(timeout=5, force_off=False)
-    assert "did not shut down within 5 s" in caught.value.msg
+        PowerControl(clock=clock, sleep=clock.sleep).shutdown([domain], timeout=5, force_off=False)
+    assert caught.value.msg == ("domain web01 did not shut down within 5 s after an ACPI shutdown request; it is"
+                                " still running and nothing was changed (set force_off to power it off).")
     assert "still running" in caught.value.msg
     assert "destroy" not in domain.calls
 
@@ -79,7 +81,7 @@ def test_guest_ignoring_acpi_is_left_running_without_force():
 def test_guest_ignoring_acpi_is_powered_off_when_allowed():
     clock = FakeClock()
     domain = FakeDomain(clock, off_after=None)
-    result = PowerControl(domain, clock=clock, sleep=clock.sleep).shutdown(timeout=5, force_off=True)
+    result = PowerControl(clock=clock, sleep=clock.sleep).shutdown([domain], timeout=5, force_off=True)["web01"]
     assert result["forced"] is True
     assert domain.calls == ["shutdown", "destroy"]
 
@@ -87,8 +89,8 @@ def test_guest_ignoring_acpi_is_powered_off_when_allowed():
 class JournaledDomain(FakeDomain):
     """Also answers libvirt's state() and create(), and notes what the journal held at each request."""
 
-    def __init__(self, clock, off_after, journal):
-        super().__init__(clock, off_after)
+    def __init__(self, clock, off_after, journal, name="web01"):
+        super().__init__(clock, off_after, name)
         self.journal = journal
         self.seen = []
 
@@ -105,8 +107,9 @@ class JournaledDomain(FakeDomain):
 
 
 def bring(domain, desired, clock, journal, apply=True):
-    return bring_to(domain, desired, shutdown_timeout=5, force_off=False, journal=str(journal), apply=apply,
-                    control=PowerControl(domain, clock=clock, sleep=clock.sleep))
+    [result] = bring_all([domain], desired, shutdown_timeout=5, force_off=False, journal=str(journal), apply=apply,
+                         control=PowerControl(clock=clock, sleep=clock.sleep))
+    return result
 
 
 def test_a_shutdown_is_journaled_before_it_is_asked_and_a_start_after(tmp_path):
@@ -131,3 +134,30 @@ def test_check_mode_journals_nothing(tmp_path):
     result = bring(JournaledDomain(clock, 2, journal), "shutoff", clock, journal, apply=False)
     assert result["changed"] and result["reason"] == "running -> shut off (ACPI shutdown)"
     assert not journal.exists()
+
+
+def test_several_domains_shut_down_together_in_one_wait(tmp_path):
+    clock, journal = FakeClock(), tmp_path / "journal.jsonl"
+    fast, slow, off = (JournaledDomain(clock, 2, journal, "web01"), JournaledDomain(clock, 4, journal, "db01"),
+                       JournaledDomain(clock, 0, journal, "app01"))
+    off.requested_at = -1
+    results = bring_all([fast, slow, off], "shutoff", shutdown_timeout=10, force_off=False, journal=str(journal),
+                        apply=True, control=PowerControl(clock=clock, sleep=clock.sleep, poll_interval=0.5))
+    assert [(r["name"], r["changed"], r["state"]) for r in results] == [
+        ("web01", True, "shut off"), ("db01", True, "shut off"), ("app01", False, "shut off")]
+    # Asked at once: the whole wait is the slowest guest's, not the sum.
+    assert 4 <= clock.now < 5
+    # Both shutdown lines were on disk, in one write, before the first request.
+    assert [sorted(seen) for seen in fast.seen] == [["db01", "web01"]]
+    assert sorted(pending_restarts(journal.read_text())) == ["db01", "web01"]
+
+
+def test_one_of_several_that_stays_up_fails_by_name_and_is_not_left_pending(tmp_path):
+    clock, journal = FakeClock(), tmp_path / "journal.jsonl"
+    stubborn, fine = JournaledDomain(clock, None, journal, "db01"), JournaledDomain(clock, 1, journal, "web01")
+    with pytest.raises(KvmImagesError) as caught:
+        bring_all([stubborn, fine], "shutoff", shutdown_timeout=3, force_off=False, journal=str(journal), apply=True,
+                  control=PowerControl(clock=clock, sleep=clock.sleep))
+    assert caught.value.msg.startswith("domain db01 did not shut down within 3 s")
+    assert caught.value.msg.endswith("Shut off meanwhile: web01")
+    assert pending_restarts(journal.read_text()) == ["web01"]
