@@ -34,6 +34,18 @@ QCOW2_OPTIONS: Spec = {
     "lazy_refcounts": {"type": "bool", "default": False},
 }
 
+# doc_fragments/progress.py DOCUMENTATION
+PROGRESS: Spec = {
+    "progress_interval": {"type": "int", "default": 0},
+    "progress_file": {"type": "path"},
+}
+
+# doc_fragments/progress.py SCHEDULE
+SCHEDULE: Spec = {
+    "deadline": {"type": "float"},
+    "expected_throughput": {"type": "float"},
+}
+
 # The format of a new image: the formats the collection converts to.
 NEW_IMAGE_FORMAT: dict[str, t.Any] = {"type": "str", "choices": list(TARGET_FORMATS)}
 

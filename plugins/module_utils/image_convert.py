@@ -21,6 +21,7 @@ from ansible_collections.kvm.images.plugins.module_utils.image_safety import (
     path_problems,
     safety_problems,
 )
+from ansible_collections.kvm.images.plugins.module_utils.progress import Progress, allocated_bytes
 from ansible_collections.kvm.images.plugins.module_utils.qemu_img import QemuImg, held_by_qemu
 from ansible_collections.kvm.images.plugins.module_utils.space import with_margin
 
@@ -34,7 +35,7 @@ class Request:
     create_options: dict[str, t.Any] = field(default_factory=dict)
     compress: bool = False
     sparse: str | None = None
-    parallel: int | None = None
+    coroutines: int | None = None
     out_of_order: bool = False
     src_cache: str | None = None
     dest_cache: str | None = None
@@ -43,6 +44,12 @@ class Request:
     keep_backing: bool = False
     force: bool = False
     allowed_backing_dirs: list[str] | None = None
+    # MiB/s the copy may read and write (qemu-img -r); None: as fast as it goes.
+    bandwidth_mib: int | None = None
+    # Check mode only: the guest using the source is shut down by an earlier task of the same run.
+    expect_shutdown: bool = False
+    # Names the image in progress lines.
+    label: str | None = None
 
 
 @dataclass
@@ -61,6 +68,8 @@ class Decision:
     dest_identity: tuple[int, ...] | None = None
     # The source's vetted backing files: what qemu-img may read besides the source.
     backing: tuple[str, ...] = ()
+    # Check mode only: a running guest holds the source (it is to be shut down first); read it shared.
+    in_use: bool = False
 
 
 def free_bytes(directory: str) -> int:
@@ -80,7 +89,12 @@ def up_to_date(dest: str, dest_header: HeaderReport, src: str, src_header: Heade
             and os.stat(dest).st_mtime >= os.stat(src).st_mtime)
 
 
-def decide(request: Request) -> Decision:
+def decide(request: Request, *, check_mode: bool = False) -> Decision:
+    """What converting ``request.src`` means now, and why; raises when it must not happen.
+
+    In check mode, a source a running guest holds is not refused when ``request.expect_shutdown``: the
+    prediction is for the run in which that guest was shut down first.
+    """
     src = request.src
     problems = path_problems(src)
     if problems:
@@ -138,13 +152,14 @@ def decide(request: Request) -> Decision:
     else:
         reason = f"{src} ({src_format}) -> {dest} ({request.format})"
     convert = reason is not None
-    if convert and held_by_qemu(src):
+    in_use = convert and held_by_qemu(src)
+    if in_use and not (check_mode and request.expect_shutdown):
         raise KvmImagesError(f"{src} is in use by a running guest (QEMU's lock); shut it down or"
                              " copy it live with kvm.images.libvirt_disk_copy. Nothing was written", src=src)
     if not convert and found:
         reason = f"leftovers of an interrupted run removed: {', '.join(found)}"
     return Decision(src, dest, src_format, header, convert, reason, found, exists, unfinished_live_copy,
-                    atomic_file.identity(dest), readable_backing(header, src, request.allowed_backing_dirs))
+                    atomic_file.identity(dest), readable_backing(header, src, request.allowed_backing_dirs), in_use)
 
 
 def create_options(request: Request) -> dict[str, t.Any]:
@@ -166,7 +181,8 @@ class Converter:
         as zeros, and compare then finds the copy identical: such a source is refused, not copied."""
         if decision.src_format == "raw":
             return
-        verdict = self.qemu.check(decision.src, decision.src_format, backing=decision.backing)
+        verdict = self.qemu.check(decision.src, decision.src_format, backing=decision.backing,
+                                  force_share=decision.in_use)
         if verdict["status"] in ("corrupt", "incomplete"):
             raise KvmImagesError(
                 f"qemu-img check found {decision.src} {verdict['status']} ({verdict['corruptions']} corruption(s));"
@@ -175,23 +191,15 @@ class Converter:
 
     def measure(self, decision: Decision, request: Request) -> dict[str, int]:
         return self.qemu.measure(decision.src, decision.src_format, request.format,
-                                 options=create_options(request) or None, backing=decision.backing)
-
-    def check_space(self, decision: Decision, required: int) -> None:
-        directory = os.path.dirname(decision.dest)
-        free = free_bytes(directory)
-        wanted = with_margin(required)
-        if free < wanted:
-            raise KvmImagesError(
-                f"not enough space in {directory} for {decision.dest}: it needs {required} bytes"
-                f" ({wanted} with the margin), {free} are free; nothing was written",
-                dest=decision.dest, required=required, free=free)
+                                 options=create_options(request) or None, backing=decision.backing,
+                                 force_share=decision.in_use)
 
     def convert_argv_options(self, decision: Decision, request: Request) -> dict[str, t.Any]:
         options: dict[str, t.Any] = {
             "options": create_options(request) or None,
             "sparse_size": request.sparse,
-            "parallel": request.parallel,
+            "parallel": request.coroutines,
+            "rate_limit_mib": request.bandwidth_mib,
             "out_of_order": request.out_of_order,
             "src_cache": request.src_cache,
             "dest_cache": request.dest_cache,
@@ -224,7 +232,10 @@ class Converter:
                 raise KvmImagesError("verification failed: the new image has no qcow2 header", dest=decision.dest)
 
     def run(self, decision: Decision, request: Request, owner: str | None, group: str | None,
-            mode: str | None) -> dict[str, t.Any]:
+            mode: str | None, progress: Progress | None = None, expected_bytes: int = 0) -> dict[str, t.Any]:
+        """Remove the leftovers of an interrupted run, then write the temp file, sync it, verify it, give it
+        the source's attributes and rename it into place; ``progress`` follows the copy by the bytes the
+        temp file takes. Returns the argv, the seconds it took and whether it was verified."""
         for path in decision.leftovers:
             # A temp file qemu-img still writes belongs to a run in progress.
             if not held_by_qemu(path):
@@ -234,12 +245,18 @@ class Converter:
         started = time.monotonic()
         temp = atomic_file.make_temp(decision.dest)
         self.module.add_cleanup_file(temp)
+        key = decision.dest
+        if progress is not None:
+            progress.start(key, request.label or decision.src, expected_bytes, "offline",
+                           sampler=lambda: allocated_bytes(temp))
         try:
             argv = self.qemu.convert(decision.src, decision.src_format, temp, request.format, backing=decision.backing,
                                      **self.convert_argv_options(decision, request))
             # qemu-img's default target cache does not flush at exit.
             atomic_file.fsync_path(temp)
             if request.verify:
+                if progress is not None:
+                    progress.update(key, done=expected_bytes, phase="verifying")
                 self.verify(decision, request, temp)
             atomic_file.copy_attributes(self.module, decision.src, temp, owner, group, mode)
             if atomic_file.identity(decision.dest) != decision.dest_identity:
@@ -251,7 +268,105 @@ class Converter:
             atomic_file.commit(temp, decision.dest)
         except BaseException:
             atomic_file.remove_quietly(temp)
+            if progress is not None:
+                progress.finish(key, "failed")
             raise
+        if progress is not None:
+            progress.finish(key, "done")
         if decision.unfinished_live_copy:
             atomic_file.remove_quietly(atomic_file.live_copy_marker(decision.dest))
         return {"argv": argv, "duration_s": round(time.monotonic() - started, 3), "verified": request.verify}
+
+
+@dataclass
+class Prepared:
+    """One conversion decided, its source checked and its new image measured: the result so far."""
+
+    request: Request
+    decision: Decision
+    result: dict[str, t.Any]
+    required: int | None = None
+
+    @property
+    def expected_bytes(self) -> int:
+        """What the copy writes: measured for a qcow2; for a raw image, the source's data (its holes stay holes)."""
+        if self.required is None:
+            return 0
+        if self.request.format == "qcow2":
+            return self.required
+        return min(self.result["src_actual_size"], self.decision.header.virtual_size or self.required)
+
+
+def prepare(converter: Converter, request: Request, *, check_mode: bool, diff: bool) -> Prepared:
+    """Decide, and for a conversion check the source and measure the new image; nothing is written."""
+    decision = decide(request, check_mode=check_mode)
+    result = {
+        "changed": decision.reason is not None, "src": decision.src, "dest": decision.dest,
+        "format": request.format, "src_format": decision.src_format, "virtual_size": decision.header.virtual_size,
+        "src_actual_size": allocated_bytes(decision.src), "verified": False, "duration_s": 0.0,
+        "removed_leftovers": decision.leftovers,
+    }
+    if decision.reason:
+        result["reason"] = decision.reason
+    prepared = Prepared(request, decision, result)
+    if decision.convert:
+        converter.check_source(decision)
+        prepared.required = converter.measure(decision, request)["required"]
+        if diff:
+            before = (f"{decision.dest}: present (replaced)\n" if decision.dest_exists
+                      else f"{decision.dest}: absent\n")
+            result["diff"] = {"before": before, "after": f"{decision.dest}: {request.format},"
+                              f" {decision.header.virtual_size} bytes virtual\n"}
+    return prepared
+
+
+def space_shortfalls(items: list[Prepared]) -> dict[int, str]:
+    """The conversions whose file system cannot take them all together (by index in ``items``), and why.
+
+    New images of one file system are added up: parallel conversions that fit one by one may not fit at once.
+    """
+    by_filesystem: dict[int, list[int]] = {}
+    for index, item in enumerate(items):
+        if item.decision.convert and item.request.space_check:
+            directory = os.path.dirname(item.decision.dest)
+            by_filesystem.setdefault(os.stat(directory).st_dev, []).append(index)
+    short: dict[int, str] = {}
+    for indexes in by_filesystem.values():
+        required = sum(items[index].required or 0 for index in indexes)
+        directory = os.path.dirname(items[indexes[0]].decision.dest)
+        free = free_bytes(directory)
+        wanted = with_margin(required)
+        if free >= wanted:
+            continue
+        for index in indexes:
+            dest = items[index].decision.dest
+            if len(indexes) == 1:
+                short[index] = (f"not enough space in {directory} for {dest}: it needs {required} bytes"
+                                f" ({wanted} with the margin), {free} are free; nothing was written")
+            else:
+                short[index] = (f"not enough space in {directory} for {dest} and the {len(indexes) - 1} other new"
+                                f" image(s) on its file system: together they need {required} bytes ({wanted} with"
+                                f" the margin), {free} are free; nothing was written")
+    return short
+
+
+def predicted(item: Prepared) -> dict[str, t.Any]:
+    """The result of a check-mode run: what a real one would make."""
+    result = dict(item.result)
+    result["dest_actual_size"] = item.required if item.required is not None else allocated_bytes(item.decision.dest)
+    result["bytes_saved"] = result["src_actual_size"] - result["dest_actual_size"]
+    return result
+
+
+def execute(converter: Converter, item: Prepared, owner: str | None, group: str | None, mode: str | None,
+            progress: Progress | None = None) -> dict[str, t.Any]:
+    """Carry out a prepared conversion; the full result."""
+    done = converter.run(item.decision, item.request, owner, group, mode, progress, item.expected_bytes)
+    result = dict(item.result, verified=done["verified"], duration_s=done["duration_s"])
+    if done["argv"]:
+        result["cmd"] = done["argv"]
+        if done["duration_s"] > 0:
+            result["throughput_mib_s"] = round(item.expected_bytes / done["duration_s"] / (1 << 20), 1)
+    result["dest_actual_size"] = allocated_bytes(item.decision.dest)
+    result["bytes_saved"] = result["src_actual_size"] - result["dest_actual_size"]
+    return result

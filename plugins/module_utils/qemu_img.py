@@ -130,7 +130,7 @@ def convert_argv(src: str, src_format: str, dest: str, dest_format: str, *,
                  parallel: int | None = None, out_of_order: bool = False, src_cache: str | None = None,
                  dest_cache: str | None = None, compress: bool = False, progress: bool = False,
                  flatten: bool = True, backing_file: str | None = None,
-                 backing_format: str | None = None) -> list[str]:
+                 backing_format: str | None = None, rate_limit_mib: int | None = None) -> list[str]:
     argv = ["convert", "-f", checked_format(src_format), "-O", checked_format(dest_format)]
     argv += _options_args(options)
     if not flatten:
@@ -143,6 +143,8 @@ def convert_argv(src: str, src_format: str, dest: str, dest_format: str, *,
         argv += ["-m", str(int(parallel))]
     if out_of_order:
         argv.append("-W")
+    if rate_limit_mib:
+        argv += ["-r", f"{int(rate_limit_mib)}M"]
     if src_cache:
         argv += ["-T", src_cache]
     if dest_cache:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from ansible_collections.kvm.images.plugins.doc_fragments import libvirt, qemu_img
+from ansible_collections.kvm.images.plugins.doc_fragments import libvirt, progress, qemu_img
 from ansible_collections.kvm.images.plugins.module_utils import argument_specs
 from ansible_collections.kvm.images.plugins.module_utils.argument_specs import module_spec, qcow2_options
 
@@ -22,7 +22,9 @@ def fragment_options(text):
     (argument_specs.JOURNAL, libvirt.ModuleDocFragment.JOURNAL),
     (argument_specs.QEMU_IMG, qemu_img.ModuleDocFragment.DOCUMENTATION),
     (argument_specs.QCOW2_OPTIONS, qemu_img.ModuleDocFragment.QCOW2_OPTIONS),
-], ids=["libvirt", "journal", "qemu_img", "qcow2_options"])
+    (argument_specs.PROGRESS, progress.ModuleDocFragment.DOCUMENTATION),
+    (argument_specs.SCHEDULE, progress.ModuleDocFragment.SCHEDULE),
+], ids=["libvirt", "journal", "qemu_img", "qcow2_options", "progress", "schedule"])
 def test_every_shared_option_is_documented_as_it_is_defined(spec, fragment):
     documented = fragment_options(fragment)
     assert set(documented) == set(spec)
