@@ -6,13 +6,18 @@
 from __future__ import annotations
 
 import functools
+import time
 import typing as t
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.kvm.images.plugins.module_utils.disk_plan import mark_stale_images, plan_disks
-from ansible_collections.kvm.images.plugins.module_utils.fleet_report import report_records
-from ansible_collections.kvm.images.plugins.module_utils.journal import parse_entries, pending_restarts
+from ansible_collections.kvm.images.plugins.module_utils.disk_plan import (
+    conversion_images,
+    mark_stale_images,
+    offline_groups,
+    plan_disks,
+)
+from ansible_collections.kvm.images.plugins.module_utils.fleet_report import host_record
 from ansible_collections.kvm.images.plugins.module_utils.outcomes import offline_outcome, outcome_records
 from ansible_collections.kvm.images.plugins.module_utils.preflight import (
     apply_preflight,
@@ -20,6 +25,7 @@ from ansible_collections.kvm.images.plugins.module_utils.preflight import (
     space_by_filesystem,
 )
 from ansible_collections.kvm.images.plugins.module_utils.rollback_plan import rollback_plan
+from ansible_collections.kvm.images.plugins.module_utils.schedule import MIB, Schedule, deadline_of, defer_late
 from ansible_collections.kvm.images.plugins.module_utils.space import SPACE_MARGIN_BYTES, SPACE_MARGIN_RATIO
 
 Filter = t.Callable[..., t.Any]
@@ -40,22 +46,17 @@ def role_filter(function: Filter) -> Filter:
 
 @role_filter
 def disk_format_plan(domains: list[dict[str, t.Any]], format: str, overrides: dict[str, t.Any] | None = None,
-                     exclude: list[str] | None = None, method: str = "auto",
-                     include: list[str] | None = None, journal: str = "") -> list[dict[str, t.Any]]:
+                     exclude: list[str] | None = None, method: str = "auto", include: list[str] | None = None,
+                     switches: list[dict[str, t.Any]] | None = None) -> list[dict[str, t.Any]]:
     records = plan_disks(domains, format, overrides or {}, exclude or [], method, ["*"] if include is None else include)
-    return mark_stale_images(records, parse_entries(journal or ""), domains)
+    return mark_stale_images(records, switches or [], domains)
 
 
 @role_filter
-def disk_format_space(records: list[dict[str, t.Any]], filesystems: list[dict[str, t.Any]],
-                      margin_ratio: float = SPACE_MARGIN_RATIO,
-                      margin_bytes: int = SPACE_MARGIN_BYTES) -> list[dict[str, t.Any]]:
-    return space_by_filesystem(records, filesystems, margin_ratio, margin_bytes)
-
-
-@role_filter
-def disk_format_preflight(records: list[dict[str, t.Any]], results: list[dict[str, t.Any]]) -> list[dict[str, t.Any]]:
-    return apply_preflight(records, results)
+def disk_format_rollback_plan(switches: list[dict[str, t.Any]], domains: list[dict[str, t.Any]], method: str = "auto",
+                              include: list[str] | None = None,
+                              exclude: list[str] | None = None) -> list[dict[str, t.Any]]:
+    return rollback_plan(switches, domains, method, ["*"] if include is None else include, exclude or [])
 
 
 @role_filter
@@ -64,10 +65,46 @@ def disk_format_preflight_requests(records: list[dict[str, t.Any]]) -> list[dict
 
 
 @role_filter
-def disk_format_rollback_plan(journal: str, domains: list[dict[str, t.Any]], method: str = "auto",
-                              include: list[str] | None = None,
-                              exclude: list[str] | None = None) -> list[dict[str, t.Any]]:
-    return rollback_plan(parse_entries(journal), domains, method, ["*"] if include is None else include, exclude or [])
+def disk_format_preflight(records: list[dict[str, t.Any]], results: list[dict[str, t.Any]]) -> list[dict[str, t.Any]]:
+    return apply_preflight(records, results)
+
+
+@role_filter
+def disk_format_space(records: list[dict[str, t.Any]], filesystems: list[dict[str, t.Any]],
+                      margin_ratio: float = SPACE_MARGIN_RATIO,
+                      margin_bytes: int = SPACE_MARGIN_BYTES) -> list[dict[str, t.Any]]:
+    return space_by_filesystem([record for record in records if record["action"] == "convert"], filesystems,
+                               margin_ratio, margin_bytes)
+
+
+@role_filter
+def disk_format_deadline(spec: str | int | float | None, started: float) -> float | None:
+    return deadline_of(spec, float(started))
+
+
+@role_filter
+def disk_format_defer_late(records: list[dict[str, t.Any]], deadline: float | None, results: list[dict[str, t.Any]],
+                           expected_mib_s: float | None = None, bandwidth_mib: int | None = None,
+                           now: float | None = None) -> list[dict[str, t.Any]]:
+    measured = measured_rate(results)
+    schedule = Schedule(deadline, expected_mib_s, bandwidth_mib or None)
+    return defer_late(records, schedule, measured, time.time() if now is None else now)
+
+
+def measured_rate(results: list[dict[str, t.Any]]) -> float | None:
+    """Bytes/s the conversions of this run moved so far (those that report a throughput)."""
+    rates = [float(result["throughput_mib_s"]) * MIB for result in results if result.get("throughput_mib_s")]
+    return sum(rates) / len(rates) if rates else None
+
+
+@role_filter
+def disk_format_offline_groups(records: list[dict[str, t.Any]], domains_per_group: int) -> list[list[dict[str, t.Any]]]:
+    return offline_groups(records, domains_per_group)
+
+
+@role_filter
+def disk_format_conversions(records: list[dict[str, t.Any]]) -> list[dict[str, t.Any]]:
+    return conversion_images(records)
 
 
 @role_filter
@@ -78,21 +115,20 @@ def disk_format_outcomes(disks: list[dict[str, t.Any]], task_results: list[dict[
 
 @role_filter
 def disk_format_offline_outcome(disks: list[dict[str, t.Any]], convert_results: list[dict[str, t.Any]], host: str,
-                                update_result: dict[str, t.Any] | None = None) -> dict[str, t.Any]:
-    return offline_outcome(disks, convert_results, host, update_result)
+                                update_result: dict[str, t.Any] | None = None,
+                                downtime_s: float | None = 0) -> dict[str, t.Any]:
+    return offline_outcome(disks, convert_results, host, update_result, downtime_s)
 
 
 @role_filter
-def disk_format_report_records(results: list[dict[str, t.Any]], plan: list[dict[str, t.Any]],
-                               host: str) -> list[dict[str, t.Any]]:
-    return report_records(results, plan, host)
-
-
-@role_filter
-def disk_format_restart_pending(journal: str, domains: list[dict[str, t.Any]]) -> list[str]:
-    # A running one was started by hand since: starting it is a no-op that closes its shutdown line.
-    present = {domain["name"] for domain in domains if domain.get("state") in ("shut off", "running")}
-    return [name for name in pending_restarts(journal) if name in present]
+def disk_format_host_record(host: str, plan: list[dict[str, t.Any]] | None = None,
+                            results: list[dict[str, t.Any]] | None = None, failure: dict[str, t.Any] | None = None,
+                            hypervisor: dict[str, t.Any] | None = None, domains: list[str] | None = None,
+                            planning: bool = False, overrides: dict[str, t.Any] | None = None,
+                            include: list[str] | None = None) -> dict[str, t.Any]:
+    return host_record(host, plan=plan, results=results, failure=failure or None, hypervisor=hypervisor,
+                       domains=domains, planning=planning, overrides=list(overrides or {}),
+                       include=["*"] if include is None else include)
 
 
 class FilterModule:

@@ -119,6 +119,21 @@ def commit(temp: str, dest: str) -> None:
     fsync_dir(os.path.dirname(dest))
 
 
+def write_whole(path: str, text: str, mode: int = 0o644) -> None:
+    """``path`` holds ``text`` whole, or what it held before: written beside it, synced, renamed."""
+    fd, temp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=temp_prefix(path))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temp, mode)
+        commit(temp, path)
+    except BaseException:
+        remove_quietly(temp)
+        raise
+
+
 def identity(path: str) -> tuple[int, ...] | None:
     """Enough to tell that a path now names another file, or the same one rewritten; None when absent."""
     try:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import threading
 import time
 import typing as t
-from dataclasses import dataclass
 
 from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImagesError
 from ansible_collections.kvm.images.plugins.module_utils.image_convert import (
@@ -21,45 +20,7 @@ from ansible_collections.kvm.images.plugins.module_utils.image_convert import (
     space_shortfalls,
 )
 from ansible_collections.kvm.images.plugins.module_utils.progress import Progress
-
-MIB = 1 << 20
-
-
-@dataclass
-class Schedule:
-    """When conversions must be done by, and the throughput to expect until one has been measured."""
-
-    deadline: float | None = None
-    expected_mib_s: float | None = None
-    bandwidth_mib: int | None = None
-
-    def rate(self, measured: float | None) -> float | None:
-        """Bytes/s to expect of the next conversion: what this run measured, else what was expected, never
-        above the bandwidth cap."""
-        rate = measured if measured else (self.expected_mib_s * MIB if self.expected_mib_s else None)
-        cap = self.bandwidth_mib * MIB if self.bandwidth_mib else None
-        if rate is None:
-            return cap
-        return min(rate, cap) if cap else rate
-
-    def deferral(self, size: int, measured: float | None, now: float) -> str | None:
-        """Why a conversion of ``size`` bytes must not start now, or None."""
-        if self.deadline is None:
-            return None
-        if now >= self.deadline:
-            return f"not started: the deadline {utc(self.deadline)} has passed; the next run converts it"
-        rate = self.rate(measured)
-        if rate is None:
-            return None
-        end = now + size / rate
-        if end <= self.deadline:
-            return None
-        return (f"not started: {size / MIB:.0f} MiB at {rate / MIB:.0f} MiB/s would take until {utc(end)}, after the"
-                f" deadline {utc(self.deadline)}; the next run converts it")
-
-
-def utc(moment: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(moment))
+from ansible_collections.kvm.images.plugins.module_utils.schedule import Schedule
 
 
 class Throughput:

@@ -127,3 +127,24 @@ def with_summary(record: dict[str, t.Any]) -> dict[str, t.Any]:
     return record
 
 
+
+
+def offline_groups(records: list[dict[str, t.Any]], domains_per_group: int) -> list[list[dict[str, t.Any]]]:
+    """The disks to convert of running domains taken offline, in groups of whole domains: each group is shut
+    down, converted and started together."""
+    by_domain: dict[str, list[dict[str, t.Any]]] = {}
+    for record in records:
+        if record.get("action") == "convert" and record.get("domain_state") == "running" \
+                and record.get("method") == "offline":
+            by_domain.setdefault(record["domain"], []).append(record)
+    names = list(by_domain)
+    size = max(1, int(domains_per_group))
+    return [[disk for name in names[start:start + size] for disk in by_domain[name]]
+            for start in range(0, len(names), size)]
+
+
+def conversion_images(records: list[dict[str, t.Any]]) -> list[dict[str, t.Any]]:
+    """qemu_image_convert's ``images`` for these records; a stale image at a destination is replaced."""
+    return [{"src": record["source"], "src_format": record["source_format"], "dest": record["dest"],
+             "format": record["target_format"], "label": f"{record['domain']} {record['target']}",
+             "force": bool(record.get("replaces_stale_original"))} for record in records]

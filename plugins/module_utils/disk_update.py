@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import os
 import typing as t
 from dataclasses import dataclass
 
@@ -139,14 +140,17 @@ def change_of(wanted: dict[str, t.Any]) -> DiskChange:
 def update_disks(connection: t.Any, disks: list[dict[str, t.Any]], *, on_running: str,
                  allowed_backing_dirs: list[str] | None,
                  apply: bool, journal: str | None = None,
-                 on_missing: str = "fail") -> tuple[list[dict[str, t.Any]], list[tuple[str, Edit]]]:
+                 on_missing: str = "fail",
+                 expect_new_images: bool = False) -> tuple[list[dict[str, t.Any]], list[tuple[str, Edit]]]:
     """Several disks of one or more domains: every change decided and checked first, then each domain
     defined once. Returns a result per disk, in order, and (name, edit) of each domain that changes.
 
     A failure while deciding writes nothing; a failure while defining names the domains already done.
     Each domain's switches of source or format go to ``journal`` just before it is defined. With
     ``on_missing`` skip, the disks of a domain that is not defined (any more) are results with
-    ``missing`` true, and the other domains change all the same.
+    ``missing`` true, and the other domains change all the same. With ``expect_new_images`` and without
+    ``apply`` (check mode), a new source that does not exist yet is taken for the image an earlier task of the
+    same run makes: the change is predicted without reading it.
     """
     by_domain: dict[str, list[int]] = {}
     for index, wanted in enumerate(disks):
@@ -181,9 +185,12 @@ def update_disks(connection: t.Any, disks: list[dict[str, t.Any]], *, on_running
             if refused:
                 raise KvmImagesError(f"domain {name}: {refused}; nothing was changed", domain=name,
                                      target=before["target"])
-            if reason and (wanted.get("source") is not None or wanted.get("driver_type") is not None):
-                check_new_source(wanted.get("source") or before["source"], wanted.get("driver_type"),
-                                 before["driver_type"], allowed_backing_dirs)
+            new_source = wanted.get("source") or before["source"]
+            made_later = expect_new_images and not apply and not os.path.lexists(new_source)
+            if reason and (wanted.get("source") is not None or wanted.get("driver_type") is not None) and not made_later:
+                check_new_source(new_source, wanted.get("driver_type"), before["driver_type"], allowed_backing_dirs)
+            if reason and made_later:
+                reason += " (the new image is made by an earlier task of this run)"
             results[index] = {"name": name, "target": before["target"], "changed": reason is not None,
                               "missing": False, "reason": reason, "pending_restart": running and reason is not None,
                               "disk": before}

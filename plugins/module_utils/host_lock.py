@@ -100,6 +100,7 @@ class HostLock:
             if action in ("create", "take_over") and not apply:
                 return {"changed": True, "taken_over": holder if action == "take_over" else None}
             if action == "create":
+                os.makedirs(os.path.dirname(os.path.abspath(self.path)), mode=0o700, exist_ok=True)
                 if try_create(self.path, self.owner, self.clock(), self.process):
                     return {"changed": True, "taken_over": None}
                 continue

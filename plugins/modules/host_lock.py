@@ -32,7 +32,7 @@ attributes:
     support: full
 options:
   path:
-    description: The lock file. Its directory must exist.
+    description: The lock file. Its directory is made (mode 0700) when missing, except in check mode.
     type: path
     required: true
   owner:

@@ -119,6 +119,15 @@ options:
     type: str
     choices: [persist, fail]
     default: persist
+  expect_new_images:
+    description:
+      - In check mode, a new O(source) that does not exist yet is taken for the image an earlier task of the same
+        run makes (M(kvm.images.qemu_image_convert) in check mode writes nothing): the change and its diff are
+        predicted without reading the file, and the reason says so. Outside check mode it changes nothing - a
+        new source is always read and checked first.
+    type: bool
+    default: false
+    version_added: 0.2.0
   on_missing:
     description:
       - V(fail) fails when a domain is not defined, and changes nothing.
@@ -222,7 +231,8 @@ def run_many(module: AnsibleModule) -> dict:
     with LibvirtConnection(params["uri"]) as connection:
         disks, edits = update_disks(connection, params["disks"], on_running=params["on_running"],
                                     allowed_backing_dirs=params["allowed_backing_dirs"], apply=not module.check_mode,
-                                    journal=params["journal"], on_missing=params["on_missing"])
+                                    journal=params["journal"], on_missing=params["on_missing"],
+                                    expect_new_images=params["expect_new_images"])
     result = {"changed": bool(edits), "disks": disks}
     if module._diff:
         result["diff"] = [xml_diff(name, edit) for name, edit in edits]
@@ -244,7 +254,8 @@ def run(module: AnsibleModule) -> dict:
     with LibvirtConnection(params["uri"]) as connection:
         [disk], edits = update_disks(connection, [wanted], on_running=params["on_running"],
                                      allowed_backing_dirs=params["allowed_backing_dirs"], apply=not module.check_mode,
-                                     journal=params["journal"], on_missing=params["on_missing"])
+                                     journal=params["journal"], on_missing=params["on_missing"],
+                                     expect_new_images=params["expect_new_images"])
     result = {"changed": bool(edits), "disk": disk["disk"], "pending_restart": disk["pending_restart"],
               "missing": disk["missing"]}
     for name, edit in edits:
@@ -265,6 +276,7 @@ def main() -> None:
             on_running=dict(type="str", default="persist", choices=["persist", "fail"]),
             allowed_backing_dirs=dict(type="list", elements="path"),
             on_missing=dict(type="str", default="fail", choices=["fail", "skip"]),
+            expect_new_images=dict(type="bool", default=False),
         ),
         required_one_of=[("name", "disks")],
         mutually_exclusive=[("target", "match_source")] + [("disks", key) for key in SINGLE_DISK_OPTIONS],

@@ -97,6 +97,9 @@ options:
       label:
         description: How progress lines and results name this image (its domain and disk, say); O(src) by default.
         type: str
+      force:
+        description: As O(force), for this image (O(force) when unset).
+        type: bool
   parallel:
     description:
       - How many images of O(images) are converted at once. Each conversion reads its source and writes its new
@@ -289,7 +292,8 @@ from ansible_collections.kvm.images.plugins.module_utils.argument_specs import (
     module_spec,
     qcow2_options,
 )
-from ansible_collections.kvm.images.plugins.module_utils.conversion_batch import Schedule, convert_all
+from ansible_collections.kvm.images.plugins.module_utils.conversion_batch import convert_all
+from ansible_collections.kvm.images.plugins.module_utils.schedule import Schedule
 from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImagesError
 from ansible_collections.kvm.images.plugins.module_utils.formats import SOURCE_FORMATS
 from ansible_collections.kvm.images.plugins.module_utils.image_convert import Converter, Request
@@ -300,7 +304,7 @@ from ansible_collections.kvm.images.plugins.module_utils.qemu_img import qemu_im
 CACHE_MODES = ["none", "writeback", "writethrough", "directsync", "unsafe"]
 
 
-IMAGE_KEYS = ("src", "src_format", "dest", "format", "label")
+IMAGE_KEYS = ("src", "src_format", "dest", "format", "label", "force")
 
 
 def request_of(params: dict, image: dict) -> Request:
@@ -314,8 +318,8 @@ def request_of(params: dict, image: dict) -> Request:
         compress=params["compression"], sparse=params["sparse"], coroutines=params["coroutines"],
         out_of_order=params["out_of_order"], src_cache=params["src_cache"], dest_cache=params["dest_cache"],
         verify=params["verify"], space_check=params["space_check"], keep_backing=params["backing"] == "keep",
-        force=params["force"], allowed_backing_dirs=params["allowed_backing_dirs"],
-        bandwidth_mib=params["bandwidth"], expect_shutdown=params["expect_shutdown"], label=image.get("label"),
+        force=params["force"] if image.get("force") is None else image["force"],
+        allowed_backing_dirs=params["allowed_backing_dirs"], bandwidth_mib=params["bandwidth"], expect_shutdown=params["expect_shutdown"], label=image.get("label"),
     )
 
 
@@ -360,6 +364,7 @@ def main() -> None:
                 dest=dict(type="path"),
                 format=dict(NEW_IMAGE_FORMAT),
                 label=dict(type="str"),
+                force=dict(type="bool"),
             )),
             parallel=dict(type="int", default=1),
             bandwidth=dict(type="int"),

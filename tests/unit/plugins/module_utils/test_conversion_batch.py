@@ -13,14 +13,10 @@ import time
 import pytest
 
 from ansible_collections.kvm.images.plugins.module_utils import image_convert
-from ansible_collections.kvm.images.plugins.module_utils.conversion_batch import (
-    MIB,
-    Schedule,
-    Throughput,
-    convert_all,
-)
+from ansible_collections.kvm.images.plugins.module_utils.conversion_batch import Throughput, convert_all
 from ansible_collections.kvm.images.plugins.module_utils.image_convert import Converter
 from ansible_collections.kvm.images.plugins.module_utils.progress import Progress
+from ansible_collections.kvm.images.plugins.module_utils.schedule import MIB, Schedule
 from ansible_collections.kvm.images.tests.unit.plugins.module_utils.test_image_convert import (
     FakeModule,
     FakeQemu,

@@ -50,6 +50,8 @@ def test_offline_outcome_points_only_domains_whose_every_disk_converted():
     by_disk = {(r["domain"], r["target"]): r for r in outcome["results"]}
     assert by_disk[("web02", "vda")]["status"] == "converted" and by_disk[("web02", "vda")]["downtime_s"] == 0
     assert by_disk[("db01", "vda")]["status"] == "failed", "a domain moves whole or not at all"
+    # Each disk carries its own error: vda's names vdb, not vdb's file.
+    assert by_disk[("db01", "vda")]["error"] == "not switched: disk vdb of db01 failed, and a domain moves whole"
     assert by_disk[("db01", "vdb")]["error"] == failed["msg"]
 
 
@@ -83,3 +85,26 @@ def test_offline_outcome_needs_a_result_per_disk():
         offline_outcome(shut_off_disks(), [CONVERTED] * 2, "hv1")
 
 
+
+
+def test_a_deferred_disk_holds_its_domain_back_and_says_so():
+    disks = shut_off_disks()
+    deferred = {"changed": False, "deferred": True,
+                "reason": "not started: 2048 MiB at 10 MiB/s would take until 2026-12-06T06:10:00Z, after the deadline"}
+    outcome = offline_outcome(disks, [CONVERTED, CONVERTED, deferred], "hv1")
+    assert [u["name"] for u in outcome["updates"]] == ["web02"]
+    statuses = [(r["domain"], r["target"], r["status"], r.get("reason")) for r in outcome["results"]]
+    assert statuses == [
+        ("web02", "vda", "converted", "raw -> qcow2 (offline)"),
+        ("db01", "vda", "deferred", "not switched: disk vdb of db01 was deferred, and a domain moves whole"),
+        ("db01", "vdb", "deferred", deferred["reason"]),
+    ]
+
+
+def test_measured_fields_reach_the_record():
+    [planned] = plan_disks([domain()], "qcow2")
+    live = {"dest_actual_size": 10, "duration_s": 2.0, "throughput_mib_s": 5.0, "copy_mode": "write_blocking",
+            "attempts": [{"mode": "write_blocking", "percent": 100}], "max_pause_s": 0.05}
+    [record] = outcome_records([planned], [live], "hv1", running=True)
+    assert (record["throughput_mib_s"], record["copy_mode"], record["attempts"]) == (
+        5.0, "write_blocking", [{"mode": "write_blocking", "percent": 100}])

@@ -1,0 +1,144 @@
+#!/usr/bin/python
+# Copyright (c) kvm.images contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: fleet_report
+short_description: Write the fleet report of the disk_format role (JSON and HTML)
+version_added: 0.2.0
+description:
+  - Writes C(report.json) and C(report.html) into O(dest) from the records the hosts of a play left - what
+    became of each host and each of its disks - naming every host of the play, also those that left no record
+    (unreachable, or failed before the role ran, or of a batch that has not run yet).
+  - Each file appears whole: it is written beside its final name and renamed.
+  - Settings that matched no domain on any host - an entry of a host's C(disk_format_domains), or a pattern of
+    its C(disk_format_include) - are listed in the report, and are warnings when O(warn_unmatched).
+  - Runs on the controller; the P(kvm.images.disk_format#role) role and its playbooks call it with
+    C(delegate_to: localhost).
+author: kvm.images contributors (@kvm-images)
+extends_documentation_fragment:
+  - kvm.images.attributes
+attributes:
+  check_mode:
+    support: full
+    details:
+      - The report of a check-mode run is written all the same (it changes nothing on the hosts); its summary says
+        nothing was changed.
+  diff_mode:
+    support: none
+  idempotent:
+    support: none
+    details:
+      - The report records when it was generated.
+options:
+  dest:
+    description: The directory of the report (made when missing).
+    type: path
+    required: true
+  records:
+    description:
+      - The hosts' records, as the role leaves them (C(host), C(status), C(step), C(msg), C(hypervisor), C(domains),
+        C(settings), C(disks)).
+    type: list
+    elements: dict
+    required: true
+  play_hosts:
+    description: Every host of the play, in order; a host without a record is reported as such.
+    type: list
+    elements: str
+    required: true
+  active_hosts:
+    description:
+      - The hosts of the play still running, as C(ansible_play_hosts) says while it runs; one of them without a
+        record has not run yet. When omitted (the play is over), every host without a record is unreachable.
+    type: list
+    elements: str
+  mode:
+    description: What the run was.
+    type: str
+    choices: [migrate, rollback, plan, check]
+    default: migrate
+  warn_unmatched:
+    description: Warn about settings that matched no domain (set once every host has run).
+    type: bool
+    default: false
+"""
+
+EXAMPLES = r"""
+- name: The fleet report, once every host has run
+  kvm.images.fleet_report:
+    dest: "{{ 'disk_format_report' | ansible.builtin.realpath }}"
+    records: "{{ play_hosts_all | map('extract', hostvars, '__disk_format_host') | select('defined') }}"
+    play_hosts: "{{ play_hosts_all }}"
+    warn_unmatched: true
+  delegate_to: localhost
+  run_once: true
+  vars:
+    play_hosts_all: "{{ groups['hypervisors'] }}"
+"""
+
+RETURN = r"""
+json:
+  description: The path of C(report.json).
+  returned: success
+  type: str
+html:
+  description: The path of C(report.html).
+  returned: success
+  type: str
+summary:
+  description: Hosts and disks counted by status, and the sizes of the converted disks before and after.
+  returned: success
+  type: dict
+unmatched:
+  description: The settings that matched no domain.
+  returned: success
+  type: list
+  elements: str
+"""
+
+import json
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.kvm.images.plugins.module_utils.atomic_file import write_whole
+from ansible_collections.kvm.images.plugins.module_utils.fleet_report import fleet_report, render_html
+from ansible_collections.kvm.images.plugins.module_utils.module_run import run_module
+
+
+def run(module: AnsibleModule) -> dict:
+    params = module.params
+    report = fleet_report(params["records"], play_hosts=params["play_hosts"], active_hosts=params["active_hosts"],
+                          mode=params["mode"])
+    os.makedirs(params["dest"], mode=0o755, exist_ok=True)
+    json_path, html_path = os.path.join(params["dest"], "report.json"), os.path.join(params["dest"], "report.html")
+    write_whole(json_path, json.dumps(report, indent=2, sort_keys=True) + "\n")
+    write_whole(html_path, render_html(report))
+    if params["warn_unmatched"]:
+        for line in report["unmatched"]:
+            module.warn(f"{line} on any host of the play")
+    return {"changed": False, "json": json_path, "html": html_path, "summary": report["summary"],
+            "unmatched": report["unmatched"]}
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=dict(
+            dest=dict(type="path", required=True),
+            records=dict(type="list", elements="dict", required=True),
+            play_hosts=dict(type="list", elements="str", required=True),
+            active_hosts=dict(type="list", elements="str"),
+            mode=dict(type="str", default="migrate", choices=["migrate", "rollback", "plan", "check"]),
+            warn_unmatched=dict(type="bool", default=False),
+        ),
+        supports_check_mode=True,
+    )
+    run_module(module, run, on_os_error=lambda exc: f"cannot write the report into {module.params['dest']}: {exc}")
+
+
+if __name__ == "__main__":
+    main()
