@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 VENV ?= $(CURDIR)/.venv
 export KVM_IMAGES_VENV := $(VENV)
-PHASES := sanity units integration package lint docs oldest newest
+PHASES := sanity units differential integration package lint docs oldest newest
 
 .PHONY: setup demo test $(PHASES) clean
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run the test phases from a copy of the tree inside ansible_collections/kvm/images.
-# Usage: run-tests.sh [sanity] [units] [integration] [package] [lint] [docs] [oldest] [newest]   (default: all)
-# Extra arguments for one phase: SANITY_ARGS, UNITS_ARGS, INTEGRATION_ARGS
+# Usage: run-tests.sh [sanity] [units] [differential] [integration] [package] [lint] [docs] [oldest] [newest]
+#        (default: all)
+# Extra arguments for one phase: SANITY_ARGS, UNITS_ARGS, DIFFERENTIAL_ARGS, INTEGRATION_ARGS
 # (e.g. INTEGRATION_ARGS=qemu_image_info to run one target).
 set -euo pipefail
 
@@ -10,7 +11,7 @@ venv=${KVM_IMAGES_VENV:-$root/.venv}
 lab_dir=${KVM_IMAGES_LAB:-/var/lib/kvm-images-lab}
 python_version=$("$venv/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 phases=("$@")
-[ "${#phases[@]}" -gt 0 ] || phases=(sanity units integration package lint docs oldest newest)
+[ "${#phases[@]}" -gt 0 ] || phases=(sanity units differential integration package lint docs oldest newest)
 
 export PATH="$venv/bin:$PATH"
 export ANSIBLE_FORCE_COLOR=0
@@ -38,6 +39,12 @@ for phase in "${phases[@]}"; do
     units)
       # shellcheck disable=SC2086
       (cd "$collection" && ansible-test units --color no --local --python "$python_version" ${UNITS_ARGS:-}) || status=1
+      ;;
+    differential)
+      # The inspector against qemu-img itself, under strace (tests/differential).
+      # shellcheck disable=SC2086
+      (cd "$collection" && PYTHONPATH="$work" "$venv/bin/python" -m pytest -p no:cacheprovider -q \
+        tests/differential ${DIFFERENTIAL_ARGS:-}) || status=1
       ;;
     integration)
       # shellcheck disable=SC2086

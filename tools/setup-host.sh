@@ -13,8 +13,8 @@ apt_packages=(
   qemu-utils qemu-system-x86
   libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients libvirt-dev pkg-config
   linux-image-cloud-amd64 busybox-static cpio gzip
-  fio e2fsprogs util-linux xorriso shellcheck rsync chromium
-  openssh-server openssh-client python3-libvirt python3-lxml
+  fio e2fsprogs util-linux xorriso shellcheck rsync chromium strace
+  openssh-server openssh-client python3-libvirt python3-lxml mmdebstrap
 )
 
 log() { printf '==> %s\n' "$*"; }

@@ -13,13 +13,12 @@ from dataclasses import dataclass, field
 from ansible_collections.kvm.images.plugins.module_utils import atomic_file
 from ansible_collections.kvm.images.plugins.module_utils.destination import destination_path
 from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImagesError
-from ansible_collections.kvm.images.plugins.module_utils.image_facts import readable_backing
 from ansible_collections.kvm.images.plugins.module_utils.image_safety import (
     HeaderReport,
-    backing_path,
     inspect_path,
     path_problems,
-    safety_problems,
+    readable_backing,
+    vet_image,
 )
 from ansible_collections.kvm.images.plugins.module_utils.progress import Progress, allocated_bytes
 from ansible_collections.kvm.images.plugins.module_utils.qemu_img import QemuImg, held_by_qemu
@@ -70,6 +69,8 @@ class Decision:
     backing: tuple[str, ...] = ()
     # Check mode only: a running guest holds the source (it is to be shut down first); read it shared.
     in_use: bool = False
+    # The backing files qemu opens, in order, as (real path, format): what keeping the chain names.
+    chain: list[tuple[str, str]] = field(default_factory=list)
 
 
 def free_bytes(directory: str) -> int:
@@ -99,9 +100,8 @@ def decide(request: Request, *, check_mode: bool = False) -> Decision:
     problems = path_problems(src)
     if problems:
         raise KvmImagesError(f"cannot convert {src}: {'; '.join(problems)}; nothing was written", src=src)
-    header = inspect_path(src)
-    problems = safety_problems(header, request.src_format, allowed_backing_dirs=request.allowed_backing_dirs,
-                               path=src)
+    vetting = vet_image(src, request.src_format, request.allowed_backing_dirs)
+    header, problems = vetting.report, vetting.problems
     if problems:
         raise KvmImagesError(f"refusing to convert {src}: {'; '.join(problems)}; nothing was written",
                              src=src, problems=problems)
@@ -159,7 +159,8 @@ def decide(request: Request, *, check_mode: bool = False) -> Decision:
     if not convert and found:
         reason = f"leftovers of an interrupted run removed: {', '.join(found)}"
     return Decision(src, dest, src_format, header, convert, reason, found, exists, unfinished_live_copy,
-                    atomic_file.identity(dest), readable_backing(header, src, request.allowed_backing_dirs), in_use)
+                    atomic_file.identity(dest), readable_backing(vetting, src, request.allowed_backing_dirs), in_use,
+                    vetting.chain)
 
 
 def create_options(request: Request) -> dict[str, t.Any]:
@@ -205,10 +206,10 @@ class Converter:
             "dest_cache": request.dest_cache,
             "compress": request.compress,
         }
-        if request.keep_backing and decision.header.backing_file:
-            options.update(flatten=False,
-                           backing_file=backing_path(decision.src, decision.header.backing_file),
-                           backing_format=decision.header.backing_format)
+        if request.keep_backing and decision.chain:
+            # The new image names the vetted backing file by its resolved path.
+            backing_file, backing_format = decision.chain[0]
+            options.update(flatten=False, backing_file=backing_file, backing_format=backing_format)
         return options
 
     def verify(self, decision: Decision, request: Request, temp: str) -> None:

@@ -11,11 +11,10 @@ import typing as t
 from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImagesError
 from ansible_collections.kvm.images.plugins.module_utils.image_safety import (
     HeaderReport,
-    backing_path,
-    inside,
-    inspect_path,
     path_problems,
-    safety_problems,
+    printable,
+    readable_backing,
+    vet_image,
 )
 from ansible_collections.kvm.images.plugins.module_utils.qemu_img import ImageInUseError, QemuImg, held_by_qemu
 
@@ -31,6 +30,11 @@ def empty_facts(path: str) -> dict[str, t.Any]:
     return facts
 
 
+def shown(name: str | None) -> str | None:
+    """A name from the header as facts show it: bytes that are not UTF-8 as \\xNN."""
+    return None if name is None else printable(name)
+
+
 def header_facts(report: HeaderReport, declared: str | None) -> dict[str, t.Any]:
     return {
         "format": declared or report.detected_format,
@@ -43,9 +47,9 @@ def header_facts(report: HeaderReport, declared: str | None) -> dict[str, t.Any]
         "lazy_refcounts": report.lazy_refcounts if report.qcow2_version == 3 else None,
         "compression_type": report.compression_type,
         "encrypted": report.encrypted,
-        "backing_file": report.backing_file,
-        "backing_format": report.backing_format,
-        "data_file": report.data_file,
+        "backing_file": shown(report.backing_file),
+        "backing_format": shown(report.backing_format),
+        "data_file": shown(report.data_file),
         "dirty_flag": report.dirty if report.qcow2_version else None,
     }
 
@@ -70,18 +74,6 @@ def qemu_info_facts(info: dict[str, t.Any]) -> dict[str, t.Any]:
     return facts
 
 
-def readable_backing(report: HeaderReport, path: str, allowed_backing_dirs: list[str] | None) -> tuple[str, ...]:
-    """The backing files the kernel lets qemu-img read besides the image: those the inspector found, resolved,
-    and of them only what lies inside the allowed directories - so that a verdict the inspector got wrong
-    cannot widen what qemu-img may read."""
-    if report.backing_file is None:
-        return ()
-    directories = [os.path.dirname(path)] if allowed_backing_dirs is None else allowed_backing_dirs
-    resolved = [os.path.realpath(directory) for directory in directories]
-    found = os.path.realpath(backing_path(path, report.backing_file))
-    return (found,) if inside(found, resolved) else ()
-
-
 def gather(qemu: QemuImg, path: str, declared: str | None, *, backing_chain: bool = False, check: bool = False,
            measure_format: str | None = None, force_share: bool = False,
            allowed_backing_dirs: list[str] | None = None) -> dict[str, t.Any]:
@@ -93,10 +85,10 @@ def gather(qemu: QemuImg, path: str, declared: str | None, *, backing_chain: boo
     if problems:
         facts["safety"] = {"safe": False, "problems": problems}
         return facts
-    report = inspect_path(path)
+    vetting = vet_image(path, declared, allowed_backing_dirs)
+    report, problems = vetting.report, vetting.problems
     facts.update(header_facts(report, declared))
     facts["actual_size"] = os.stat(path).st_blocks * 512
-    problems = safety_problems(report, declared, allowed_backing_dirs=allowed_backing_dirs, path=path)
     facts["safety"] = {"safe": not problems, "problems": problems}
     facts["in_use"] = held_by_qemu(path)
     if problems:
@@ -106,7 +98,7 @@ def gather(qemu: QemuImg, path: str, declared: str | None, *, backing_chain: boo
         return facts
     fmt = facts["format"]
     share = force_share and facts["in_use"]
-    backing = readable_backing(report, path, allowed_backing_dirs)
+    backing = readable_backing(vetting, path, allowed_backing_dirs)
     try:
         facts.update(qemu_info_facts(qemu.info(path, fmt, force_share=share, backing=backing)))
         if backing_chain:

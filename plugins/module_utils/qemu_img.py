@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from ansible_collections.kvm.images.plugins.module_utils import confinement
 from ansible_collections.kvm.images.plugins.module_utils.confinement import Access, Limits
 from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImagesError
+from ansible_collections.kvm.images.plugins.module_utils.formats import KNOWN_FORMATS
 
-FORMATS = ("raw", "qcow2", "qcow", "vmdk", "vdi", "vhdx", "vpc", "qed", "luks", "parallels", "dmg", "bochs", "cloop")
+FORMATS = KNOWN_FORMATS
 CHECK_STATUS = {0: "clean", 1: "incomplete", 2: "corrupt", 3: "leaks", 63: "unsupported"}
 LOCK_MARKERS = ('Failed to get "write" lock', 'Failed to get shared "write" lock',
                 'Failed to get "consistent read" lock', "Is another process using the image")

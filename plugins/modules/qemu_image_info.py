@@ -10,11 +10,14 @@ module: qemu_image_info
 short_description: Facts about disk images, without trusting them
 version_added: 0.1.0
 description:
-  - Reads the image's header itself first (qcow2 v2 and v3 with its extensions, raw, ISO 9660, VMDK,
-    VHD/VHDX, VDI, LUKS, QED) and says whether it is safe to hand to qemu-img with its declared format.
+  - Reads the image's header itself first and says whether it is safe to hand to qemu-img with its declared
+    format. Accepted are raw, qcow2 (its backing chain followed file by file, each inside
+    O(allowed_backing_dirs)), VDI, VHD (V(vpc)) and VHDX - the formats whose every field that makes qemu open
+    another file, and whose virtual size, the inspector reads as qemu does. Every other format qemu knows
+    (qcow, QED, VMDK, LUKS, Parallels, Bochs, cloop, DMG) is detected, never taken for raw, and refused by name.
   - Only a safe image is then examined with C(qemu-img info), and optionally C(check) and C(measure),
-    always with the format given explicitly and under resource limits.
-  - Nothing the image names (backing file, data file, VMDK extent) is ever opened.
+    always with the format given explicitly, under resource limits and confined by the kernel to the image and
+    its vetted backing files (O(confinement)).
   - An image in use by a running guest is reported with RV(in_use=true) rather than as a failure.
   - With O(images), many images are examined in one call (one module run for a whole hypervisor); each
     result is what O(path) would return for that image, and an image that cannot be read fails alone.
@@ -44,7 +47,7 @@ options:
       format:
         description: As O(format), for this image.
         type: str
-        choices: [raw, qcow2, qcow, vmdk, vdi, vhdx, vpc, qed, luks]
+        choices: [raw, qcow2, vdi, vpc, vhdx, qcow, qed, vmdk, luks, parallels, bochs, cloop, dmg]
       backing_chain:
         description: As O(backing_chain), for this image.
         type: bool
@@ -63,8 +66,9 @@ options:
     description:
       - The declared format, as the domain definition says it. It is passed to qemu-img with C(-f).
       - When omitted, the format found in the header is used, and still passed explicitly.
+      - A format other than raw, qcow2, vdi, vpc and vhdx is reported with the reason it is refused.
     type: str
-    choices: [raw, qcow2, qcow, vmdk, vdi, vhdx, vpc, qed, luks]
+    choices: [raw, qcow2, vdi, vpc, vhdx, qcow, qed, vmdk, luks, parallels, bochs, cloop, dmg]
   backing_chain:
     description: Return the whole backing chain as qemu-img sees it (only for safe images).
     type: bool
@@ -235,7 +239,7 @@ images:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.kvm.images.plugins.module_utils.argument_specs import QEMU_IMG, module_spec
-from ansible_collections.kvm.images.plugins.module_utils.formats import SOURCE_FORMATS, TARGET_FORMATS
+from ansible_collections.kvm.images.plugins.module_utils.formats import KNOWN_FORMATS, TARGET_FORMATS
 from ansible_collections.kvm.images.plugins.module_utils.image_facts import PER_IMAGE_OPTIONS, gather, gather_each
 from ansible_collections.kvm.images.plugins.module_utils.module_run import run_module
 from ansible_collections.kvm.images.plugins.module_utils.qemu_img import qemu_img_for
@@ -261,13 +265,13 @@ def main() -> None:
             path=dict(type="path"),
             images=dict(type="list", elements="dict", options=dict(
                 path=dict(type="path", required=True),
-                format=dict(type="str", choices=list(SOURCE_FORMATS)),
+                format=dict(type="str", choices=list(KNOWN_FORMATS)),
                 backing_chain=dict(type="bool"),
                 check=dict(type="bool"),
                 measure_format=dict(type="str", choices=list(TARGET_FORMATS)),
                 force_share=dict(type="bool"),
             )),
-            format=dict(type="str", choices=list(SOURCE_FORMATS)),
+            format=dict(type="str", choices=list(KNOWN_FORMATS)),
             backing_chain=dict(type="bool", default=False),
             check=dict(type="bool", default=False),
             measure_format=dict(type="str", choices=list(TARGET_FORMATS)),

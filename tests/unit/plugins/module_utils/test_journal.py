@@ -4,6 +4,11 @@
 
 from __future__ import annotations
 
+import json
+
+import pytest
+
+from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImagesError
 from ansible_collections.kvm.images.plugins.module_utils.journal import append_entries, parse_entries, switch_entry
 
 BEFORE = {"source": "/images/web 01.raw", "driver_type": "raw"}
@@ -47,3 +52,26 @@ def test_a_domain_shut_down_and_not_started_again_is_pending(tmp_path):
     assert [e["domain"] for e in parse_entries(text)] == ["web01"], "power lines are not switches"
     append_entries(str(journal), [power_entry("db01", "start")])
     assert pending_restarts(journal.read_text()) == ["app01"]
+
+
+def test_journal_facts_give_switches_and_the_guests_to_start_again_that_still_exist():
+    from ansible_collections.kvm.images.plugins.module_utils.journal import journal_facts
+    lines = "".join(json.dumps(entry) + "\n" for entry in [
+        {"event": "shutdown", "domain": name} for name in ("web01", "db01", "app01", "gone", "ok01")] + [
+        {"event": "start", "domain": "ok01"},
+        {"event": "switch", "domain": "web01", "target": "vda", "source": "/i/a.raw", "source_format": "raw",
+         "dest": "/i/a.qcow2", "target_format": "qcow2"}])
+    domains = [{"name": "web01", "state": "shut off"}, {"name": "db01", "state": "running"},
+               {"name": "app01", "state": "paused"}, {"name": "ok01", "state": "shut off"}]
+    facts = journal_facts(lines, domains)
+    # A running one was started by hand since: starting it only closes its shutdown line.
+    assert facts["pending_restarts"] == ["web01", "db01"]
+    assert [(e["domain"], e["dest"]) for e in facts["switches"]] == [("web01", "/i/a.qcow2")]
+
+
+def test_a_missing_journal_reads_as_empty_and_an_unreadable_one_fails(tmp_path):
+    from ansible_collections.kvm.images.plugins.module_utils.journal import read_journal
+    assert read_journal(str(tmp_path / "none.jsonl")) == ""
+    assert read_journal(None) == ""
+    with pytest.raises(KvmImagesError, match="cannot read the journal"):
+        read_journal(str(tmp_path))

@@ -18,8 +18,8 @@ import pytest
 
 from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.kvm.images.plugins.module_utils import image_convert, image_facts
-from ansible_collections.kvm.images.plugins.module_utils.image_safety import HeaderReport
+from ansible_collections.kvm.images.plugins.module_utils import image_convert, image_facts, image_safety
+from ansible_collections.kvm.images.plugins.module_utils.image_safety import Vetting, inspect_path, readable_backing
 from ansible_collections.kvm.images.plugins.modules import qemu_image_convert, qemu_image_info
 
 SECRET = b"kvm-images-host-secret-0123456789\n"
@@ -44,31 +44,31 @@ def planted(tmp_path):
     return images, secret, image
 
 
+def trust(monkeypatch, chain):
+    """The inspector calls every image safe, and predicts ``chain`` (what ``chain(path)`` gives) as its backing."""
+    def vetted(path, declared_format, allowed_backing_dirs=None):
+        return Vetting(problems=[], report=inspect_path(path), chain=chain(path))
+    for module in (image_convert, image_facts):
+        monkeypatch.setattr(module, "vet_image", vetted)
+
+
 @pytest.fixture
 def trusting_inspector(monkeypatch):
-    """The inspector calls every image safe."""
-    for module in (image_convert, image_facts):
-        monkeypatch.setattr(module, "safety_problems", lambda *args, **kwargs: [])
+    """The inspector calls every image safe and predicts the backing file the header names, wherever it is."""
+    def header_chain(path):
+        report = image_safety.inspect_path(path)
+        return [(report.backing_file, report.backing_format)] if report.backing_file else []
+    trust(monkeypatch, header_chain)
 
 
 @pytest.fixture
 def misreading_inspector(monkeypatch, planted):
     """The inspector calls the image safe and reads its backing name as a file inside the allowed directory
-    (as a NUL in the name made it do): the confinement then allows that file, and only that one."""
+    (as a NUL in the name once made it do): the confinement then allows that file, and only that one."""
     images, _secret, _image = planted
     decoy = images / "base.raw"
     decoy.write_bytes(b"\0" * (1 << 20))
-    original = image_facts.inspect_path
-
-    def misread(path):
-        report = original(path)
-        if report.backing_file:
-            report.backing_file = str(decoy)
-        return report
-
-    for module in (image_convert, image_facts):
-        monkeypatch.setattr(module, "safety_problems", lambda *args, **kwargs: [])
-        monkeypatch.setattr(module, "inspect_path", misread)
+    trust(monkeypatch, lambda path: [(str(decoy), "raw")])
     return decoy
 
 
@@ -137,7 +137,9 @@ def test_readable_backing_never_reaches_outside_the_allowed_directories(tmp_path
     image = str(inside / "guest.qcow2")
 
     def backing(name, allowed):
-        return image_facts.readable_backing(HeaderReport(backing_file=name), image, allowed)
+        real = os.path.realpath(os.path.join(os.path.dirname(image), name))
+        return readable_backing(Vetting(problems=[], report=inspect_path(image) if os.path.exists(image) else None,
+                                        chain=[(real, "raw")]), image, allowed)
 
     assert backing("base.raw", None) == (str(inside / "base.raw"),)
     assert backing(str(outside / "disk.raw"), [str(inside)]) == ()
