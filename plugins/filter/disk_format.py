@@ -98,6 +98,17 @@ def measured_rate(results: list[dict[str, t.Any]]) -> float | None:
 
 
 @role_filter
+def disk_format_seconds(records: list[dict[str, t.Any]], expected_mib_s: float, bandwidth_mib: int = 0,
+                        parallel: int = 1) -> float:
+    """Seconds these conversions should take: their data at the expected throughput (never above the cap),
+    ``parallel`` at once."""
+    schedule = Schedule(None, float(expected_mib_s), int(bandwidth_mib or 0) or None)
+    rate = schedule.rate(None) or 1
+    data = sum(int(record.get("required") or 0) for record in records)
+    return data / rate / max(1, min(int(parallel), len(records) or 1))
+
+
+@role_filter
 def disk_format_offline_groups(records: list[dict[str, t.Any]], domains_per_group: int) -> list[list[dict[str, t.Any]]]:
     return offline_groups(records, domains_per_group)
 
