@@ -32,7 +32,7 @@ live_sum=$(sha256sum <"$lab/live.raw")
 live_id=$("${virsh[@]}" domid "$live")
 
 echo "== run 1: kill -9 of ansible-playbook alone, during the offline conversion"
-start_run -e disk_format_live_bandwidth=1
+start_run
 wait_for "$lab/.off.qcow2.kvm-images-tmp-*" 120
 kill -9 "$run"
 # Its worker and module outlive it (each worker has a session of its own): the conversion
@@ -45,8 +45,8 @@ for ((step = 0; step < 600; step++)); do compgen -G "$lab/.off.qcow2.kvm-images-
 [ -e "$lab/state/lock" ] || fail "the killed run left no lock (was it killed at all?)"
 echo "run 1 killed; left behind: $(left_behind | tr '\n' ' ')$([ -e "$lab/off.qcow2" ] && echo "off.qcow2, finished by the orphaned module")"
 
-echo "== run 2: kill -9 of the whole process group, during the live copy"
-start_run -e disk_format_live_bandwidth=1
+echo "== run 2: kill -9 of the whole process group, during the live copy (slowed by the bandwidth cap)"
+start_run -e disk_format_bandwidth=1
 wait_for "$lab/.live.qcow2.kvm-images-copy" 300
 sleep 2
 kill -9 -- "-$run"

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# kvm.images.migrate --check --diff tells the story of the real run in Ansible's own terms: on a host with a
+# shut-off guest to convert, a running guest to copy live and a guest pinned to raw, the check run reports
+# changes (RECAP changed > 0) with a diff naming each domain and its qcow2 driver, and writes nothing on the
+# hypervisor - no image, no definition, no journal, no lock, no state directory. The real run that follows
+# makes those changes; a check run after it reports none. No run prints a warning.
+set -euo pipefail
+
+target=role_disk_format_check
+prefix=kvm-images-it-check-
+# shellcheck source=tests/playbooks/role-run.sh
+. "${ANSIBLE_COLLECTIONS_PATH%%:*}/ansible_collections/kvm/images/tests/playbooks/role-run.sh"
+off=${prefix}off
+live=${prefix}live
+pinned=${prefix}pinned
+
+cleanup() {
+  "${labctl[@]}" remove "$off" "$live" "$pinned" >/dev/null
+  rm -rf "$lab"
+}
+fresh_lab
+
+for name in off live pinned; do dd if=/dev/urandom of="$lab/$name.raw" bs=1M count=16 status=none; done
+"${labctl[@]}" define --name "$off" --serial "$lab/off.log" --disk "$lab/off.raw" >/dev/null
+"${labctl[@]}" define --name "$pinned" --serial "$lab/pinned.log" --disk "$lab/pinned.raw" >/dev/null
+"${labctl[@]}" define --name "$live" --serial "$lab/live.log" --disk "$lab/live.raw" --start >/dev/null
+"${labctl[@]}" wait-serial "$lab/live.log" --pattern "KVMIMAGES-CHECKSUM vda" --timeout 300 >/dev/null
+
+cat > "$lab/inventory.yml" <<YAML
+hypervisors:
+  hosts:
+    localhost:
+      ansible_connection: local
+      ansible_python_interpreter: $python
+  vars:
+    disk_format_include: ["$prefix*"]
+    disk_format_domains: {"$pinned": {format: raw}}
+    disk_format_allowed_backing_dirs: ["$lab"]
+    disk_format_state_dir: $lab/state
+    disk_format_report_dir: $lab/report
+    disk_format_install_dependencies: false
+YAML
+migrate() { (cd "$lab" && ansible-playbook -i "$lab/inventory.yml" kvm.images.migrate "$@"); }
+recap_changed() { sed -n 's/^localhost *: .*changed=\([0-9]*\) .*/\1/p' "$1" | head -n 1; }
+definitions() { for name in "$off" "$live" "$pinned"; do "${virsh[@]}" dumpxml --inactive "$name"; done; }
+no_warning() { ! grep -E '\[WARNING\]|DEPRECATION|Deprecat' "$1" || fail "$1 has a warning"; }
+
+definitions > "$lab/definitions-before.xml"
+ls -a "$lab" > "$lab/files-before.txt"
+
+echo "== check mode, with diff: what the real run would do, and nothing done"
+migrate --check --diff > "$lab/check.log" 2>&1 || { cat "$lab/check.log"; fail "the check run failed"; }
+changed=$(recap_changed "$lab/check.log")
+[ "${changed:-0}" -gt 0 ] || fail "check mode reported changed=${changed:-none} on a host with work to do"
+grep -q -- "--- before: $off (before)" "$lab/check.log" || fail "no diff of $off's definition"
+grep -q "+      <driver name=\"qemu\" type=\"qcow2\"/>" "$lab/check.log" || fail "no qcow2 driver in the diff"
+grep -q "+      <source file=\"$lab/off.qcow2\"/>" "$lab/check.log" || fail "no new source in the diff"
+grep -q "vda: $lab/live.raw (raw)" "$lab/check.log" && grep -q "vda: $lab/live.qcow2 (qcow2)" "$lab/check.log" ||
+  fail "no diff of the live copy of $live"
+grep -q "$lab/off.qcow2: absent" "$lab/check.log" || fail "no diff of the new image"
+definitions | cmp -s - "$lab/definitions-before.xml" || fail "check mode changed a definition"
+ls -a "$lab" | grep -v -e '^report$' -e '\.log$' | cmp -s - <(grep -v '\.log$' "$lab/files-before.txt") ||
+  fail "check mode left files: $(ls -a "$lab")"
+[ ! -e "$lab/state" ] || fail "check mode made the state directory"
+[ "$("${virsh[@]}" domstate "$off")" = "shut off" ] || fail "$off was started"
+python3 - "$lab/report/report.json" <<'PY' || fail "the check run's report does not say what was planned"
+import json, sys
+report = json.load(open(sys.argv[1]))
+assert report["mode"] == "check", report["mode"]
+status = {(d["domain"].rsplit("-", 1)[-1], d["target"]): d["status"] for d in report["disks"]}
+assert status == {("live", "vda"): "planned", ("off", "vda"): "planned", ("pinned", "vda"): "ok"}, status
+PY
+no_warning "$lab/check.log"
+
+echo "== the real run"
+migrate > "$lab/real.log" 2>&1 || { cat "$lab/real.log"; fail "the real run failed"; }
+[ "$(recap_changed "$lab/real.log")" -gt 0 ] || fail "the real run changed nothing"
+[ "$(defined_source_of "$off")" = "$lab/off.qcow2" ] || fail "$off not switched"
+[ "$(source_of "$live")" = "$lab/live.qcow2" ] || fail "$live not copied live"
+[ "$(defined_source_of "$pinned")" = "$lab/pinned.raw" ] || fail "$pinned was touched"
+no_warning "$lab/real.log"
+
+echo "== check mode once converged: nothing to do"
+migrate --check --diff > "$lab/check-again.log" 2>&1 || { cat "$lab/check-again.log"; fail "the second check failed"; }
+[ "$(recap_changed "$lab/check-again.log")" = 0 ] || fail "check mode reports changes on a converged host"
+no_warning "$lab/check-again.log"
+echo "check-mode test passed"
