@@ -21,7 +21,7 @@ cleanup() {
 fresh_lab
 
 mkdir -p "$lab/ro"
-mount -t tmpfs -o size=64m,mode=0755 tmpfs "$lab/ro"
+mount -t tmpfs -o size=128m,mode=0755 tmpfs "$lab/ro"
 dd if=/dev/urandom of="$lab/good.raw" bs=1M count=8 status=none
 dd if=/dev/urandom of="$lab/pair-a.raw" bs=1M count=8 status=none
 dd if=/dev/urandom of="$lab/ro/pair-b.raw" bs=1M count=8 status=none
@@ -86,12 +86,13 @@ assert hosts["partial"]["status"] == "failed" and hosts["partial"]["step"] == "o
 assert hosts["converging"]["hypervisor"]["qemu_version"], hosts["converging"]
 counts = report["summary"]["host_status"]
 assert (counts["changed"], counts["failed"], counts["unreachable"]) == (1, 2, 1), counts
-disks = {(d["domain"], d["target"]): d for d in report["disks"]}
-a, b = disks[(prefix + "pair", "vda")], disks[(prefix + "pair", "vdb")]
+# converging and partial are one machine: each reports the other's domain as skipped.
+disks = {(d["host"], d["domain"], d["target"]): d for d in report["disks"]}
+a, b = disks[("partial", prefix + "pair", "vda")], disks[("partial", prefix + "pair", "vdb")]
 assert b["status"] == "failed" and "Read-only file system" in b["error"] and lab + "/ro/" in b["error"], b
 # vda's own words: it converted, and its domain stays whole on its originals because of vdb.
 assert a["status"] == "failed" and a["error"] == f"not switched: disk vdb of {prefix}pair failed, and a domain moves whole", a
-assert disks[(prefix + "good", "vda")]["status"] == "converted"
+assert disks[("converging", prefix + "good", "vda")]["status"] == "converted", disks[("converging", prefix + "good", "vda")]
 assert report["unmatched"] == [f"disk_format_domains entry '{prefix}nosuch' matches no domain"], report["unmatched"]
 PY
 
