@@ -73,7 +73,7 @@ libvirtd_was_down=$(virsh -c qemu:///system version >/dev/null 2>&1 && echo no |
 "$collection/tools/start-libvirt.sh" >/dev/null
 [ "$libvirtd_was_down" = yes ] || fail "libvirtd was back before the run ended"
 [ "$fourth" -ne 0 ] || fail "the run should have failed the host"
-grep -q "$big vda ($lab/big.qcow2) on localhost: cannot connect to libvirt at qemu:///system" "$run_log" ||
+grep -q "failed at offline: $big vda ($lab/big.qcow2): cannot connect to libvirt at qemu:///system" "$run_log" ||
   fail "no failure naming $big and libvirt"
 [ "$(defined_source_of "$big")" = "$lab/big.qcow2" ] || fail "$big no longer defined on big.qcow2"
 [ "$(defined_source_of "$renamed")" = "$lab/a.qcow2" ] || fail "$renamed no longer defined on a.qcow2"
