@@ -295,13 +295,13 @@ from ansible_collections.kvm.images.plugins.module_utils.argument_specs import (
     qcow2_options,
 )
 from ansible_collections.kvm.images.plugins.module_utils.conversion_batch import convert_all
-from ansible_collections.kvm.images.plugins.module_utils.schedule import Schedule
 from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImagesError
 from ansible_collections.kvm.images.plugins.module_utils.formats import ACCEPTED_FORMATS
 from ansible_collections.kvm.images.plugins.module_utils.image_convert import Converter, Request
 from ansible_collections.kvm.images.plugins.module_utils.module_run import run_module
 from ansible_collections.kvm.images.plugins.module_utils.progress import Progress
 from ansible_collections.kvm.images.plugins.module_utils.qemu_img import qemu_img_for
+from ansible_collections.kvm.images.plugins.module_utils.schedule import Schedule
 
 CACHE_MODES = ["none", "writeback", "writethrough", "directsync", "unsafe"]
 

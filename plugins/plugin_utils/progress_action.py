@@ -104,14 +104,19 @@ class ProgressAction(ActionBase):
             return started
         jid = started["ansible_job_id"]
         host = task_vars.get("inventory_hostname", "?")
+        # Asked often at first, so that a short copy is not kept waiting for a whole interval; a line per interval.
+        pause, printed = 0.25, time.monotonic()
         while True:
-            time.sleep(interval)
+            time.sleep(pause)
+            pause = min(pause * 2, interval)
             status = self._execute_module(module_name="ansible.legacy.async_status", task_vars=task_vars,
                                           module_args={"jid": jid, "_async_dir": async_dir})
             if status.get("finished") or (status.get("failed") and not status.get("started")):
                 break
-            for line in progress_lines(host, self.read_progress(progress_file, task_vars), time.time()):
-                display.display(line)
+            if time.monotonic() - printed >= interval:
+                printed = time.monotonic()
+                for line in progress_lines(host, self.read_progress(progress_file, task_vars), time.time()):
+                    display.display(line)
         self._execute_module(module_name="ansible.legacy.async_status", task_vars=task_vars,
                              module_args={"jid": jid, "mode": "cleanup", "_async_dir": async_dir})
         self._remove_tmp_path(self._connection._shell.tmpdir)

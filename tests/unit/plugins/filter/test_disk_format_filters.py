@@ -10,7 +10,6 @@ import pathlib
 
 import pytest
 import yaml
-
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.kvm.images.plugins.filter import disk_format

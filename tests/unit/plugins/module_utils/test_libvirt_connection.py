@@ -32,18 +32,16 @@ def test_a_domain_is_found_by_name_and_described():
 
 
 def test_an_unknown_domain_carries_libvirt_s_code():
-    with LibvirtConnection(TEST_URI) as connection:
-        with pytest.raises(KvmImagesError) as caught:
-            connection.domain("nope")
+    with LibvirtConnection(TEST_URI) as connection, pytest.raises(KvmImagesError) as caught:
+        connection.domain("nope")
     assert caught.value.msg == f"domain nope not found on {TEST_URI}"
     assert caught.value.details["libvirt_code"] == NO_DOMAIN
 
 
 def test_an_unreachable_daemon_is_a_clear_failure():
     uri = "qemu+unix:///system?socket=/nonexistent/libvirt-sock"
-    with pytest.raises(KvmImagesError) as caught:
-        with LibvirtConnection(uri):
-            pass
+    with pytest.raises(KvmImagesError) as caught, LibvirtConnection(uri):
+        pass
     assert caught.value.msg.startswith(f"cannot connect to libvirt at {uri}: Failed to connect socket")
     assert caught.value.details == {"uri": uri}
 

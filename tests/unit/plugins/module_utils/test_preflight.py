@@ -14,7 +14,6 @@ from ansible_collections.kvm.images.plugins.module_utils.preflight import (
 )
 from ansible_collections.kvm.images.tests.unit.plugins.module_utils.plan_builders import disk, domain
 
-
 FILESYSTEMS = [
     {"id": "254:1", "free": 10 << 30, "size": 100 << 30, "directories": ["/srv"]},
     {"id": "254:2", "free": 1 << 30, "size": 2 << 30, "directories": ["/var/lib/libvirt/images"]},

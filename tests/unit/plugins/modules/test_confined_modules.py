@@ -15,7 +15,6 @@ import os
 import subprocess
 
 import pytest
-
 from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.kvm.images.plugins.module_utils import image_convert, image_facts, image_safety
