@@ -9,6 +9,10 @@ Every subcommand prints one JSON object on stdout, so Ansible tasks can use
     labctl.py shutdown t1 --timeout 10
     labctl.py heartbeat-gaps /lab/t1.log
     labctl.py remove t1
+
+A busy guest (``define --writer 8,32``) rewrites the start of its disk over and over;
+``writer-passes`` reads its progress from the serial log, ``writer-stamp`` the pass
+whose stamp an image holds (the image the guest wrote that pass to).
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ import argparse
 import json
 import os
 import re
+import subprocess
 import sys
+import tempfile
 import time
 import typing as t
 from xml.sax.saxutils import escape, quoteattr
@@ -28,6 +34,8 @@ DEFAULT_URI = "qemu:///system"
 LAB_DIR = os.environ.get("KVM_IMAGES_LAB", "/var/lib/kvm-images-lab")
 HEARTBEAT = re.compile(r"^KVMIMAGES-HEARTBEAT (\d+) ([0-9.]+)\s*$")
 CHECKSUM = re.compile(r"^KVMIMAGES-CHECKSUM (\w+) ([0-9a-f]{64})\s*$")
+WRITER = re.compile(r"^KVMIMAGES-WRITER (\d+) (\d+) ([0-9.]+) ([0-9.]+)\s*$")
+STAMP = re.compile(rb"^KVMIMAGES-PASS (\d+)\n")
 
 
 def _ignore_libvirt_errors(_ctx: object, _err: object) -> None:
@@ -103,7 +111,7 @@ def lookup(conn: libvirt.virConnect, name: str) -> libvirt.virDomain | None:
 def cmd_define(args: argparse.Namespace) -> dict[str, t.Any]:
     disks = [parse_disk_spec(spec) for spec in args.disk]
     xml = domain_xml(args.name, disks, args.serial, args.memory, args.kernel, args.initrd,
-                     "kvmimages.noacpi" if args.ignore_acpi else "")
+                     guest_switches(args))
     with connect(args.uri) as conn:
         if args.transient:
             dom = conn.createXML(xml, 0)
@@ -113,6 +121,16 @@ def cmd_define(args: argparse.Namespace) -> dict[str, t.Any]:
                 truncate_serial(args.serial)
                 dom.create()
         return {"name": args.name, "uuid": dom.UUIDString(), "active": bool(dom.isActive())}
+
+
+def guest_switches(args: argparse.Namespace) -> str:
+    """Kernel command-line words that /init reads (tests/guest/init.sh)."""
+    words = []
+    if args.ignore_acpi:
+        words.append("kvmimages.noacpi")
+    if args.writer:
+        words.append(f"kvmimages.writer={args.writer}")
+    return " ".join(words)
 
 
 def truncate_serial(path: str) -> None:
@@ -241,6 +259,34 @@ def cmd_watch(args: argparse.Namespace) -> dict[str, t.Any]:
     return {"beats": beats, "max_gap_s": round(max_gap, 3)}
 
 
+def writer_passes(lines: t.Iterable[str], after: int = 0, before: int | None = None) -> dict[str, t.Any]:
+    """The busy guest's passes numbered between ``after`` and ``before`` (both excluded): how many, the last,
+    and their write rate by the guest's clock (pauses between passes left out)."""
+    passes = [(int(m.group(1)), int(m.group(2)), float(m.group(4)) - float(m.group(3)))
+              for m in map(WRITER.match, lines) if m]
+    chosen = [p for p in passes if p[0] > after and (before is None or p[0] < before)]
+    mib = sum(p[1] for p in chosen)
+    seconds = sum(p[2] for p in chosen)
+    return {"passes": len(chosen), "last": passes[-1][0] if passes else 0, "write_mib": mib,
+            "write_s": round(seconds, 2), "mib_per_s": round(mib / seconds, 1) if seconds > 0 else None}
+
+
+def cmd_writer_passes(args: argparse.Namespace) -> dict[str, t.Any]:
+    return writer_passes(read_lines(args.path), args.after, args.before)
+
+
+def cmd_writer_stamp(args: argparse.Namespace) -> dict[str, t.Any]:
+    """The pass number the busy guest stamped last into an image (None: no stamp), read by qemu-img with
+    the image's format given; the image must not be in use."""
+    with tempfile.TemporaryDirectory() as scratch:
+        sector = os.path.join(scratch, "sector")
+        subprocess.run(["qemu-img", "dd", "-f", args.format, "-O", "raw", "bs=512", "count=1", f"if={args.image}",
+                        f"of={sector}"], check=True, capture_output=True)
+        with open(sector, "rb") as handle:
+            match = STAMP.match(handle.read())
+    return {"image": args.image, "pass": int(match.group(1)) if match else None}
+
+
 def xml_leaves(xml: str) -> dict[str, str]:
     """Every attribute and text of a document, keyed by a path with positions."""
     from lxml import etree
@@ -283,6 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
     define.add_argument("--start", action="store_true")
     define.add_argument("--ignore-acpi", action="store_true", help="a guest that ignores ACPI shutdown")
     define.add_argument("--transient", action="store_true", help="create a running transient domain")
+    define.add_argument("--writer", metavar="MIB[,RATE]",
+                        help="a busy guest: rewrite the first MIB MiB of vda (at least 2) over and over, at most"
+                             " RATE MiB/s on average when given")
     define.set_defaults(func=cmd_define)
 
     start = sub.add_parser("start")
@@ -323,6 +372,17 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--duration", type=float, default=60)
     watch.add_argument("--stop-file", help="stop early once this file exists")
     watch.set_defaults(func=cmd_watch)
+
+    passes = sub.add_parser("writer-passes", help="the busy guest's passes, from its serial log")
+    passes.add_argument("path")
+    passes.add_argument("--after", type=int, default=0, help="only passes numbered above this")
+    passes.add_argument("--before", type=int, help="only passes numbered below this")
+    passes.set_defaults(func=cmd_writer_passes)
+
+    stamp = sub.add_parser("writer-stamp", help="the last pass the busy guest wrote into an image")
+    stamp.add_argument("image")
+    stamp.add_argument("--format", required=True, choices=["raw", "qcow2"])
+    stamp.set_defaults(func=cmd_writer_stamp)
 
     changes = sub.add_parser("xml-changes", help="leaves that differ between two XML files")
     changes.add_argument("before")

@@ -9,11 +9,18 @@ import pytest
 
 from ansible_collections.kvm.images.plugins.module_utils import block_copy
 from ansible_collections.kvm.images.plugins.module_utils.block_copy import (
+    AUTO,
+    BACKGROUND,
     BLOCK_COPY_REUSE_EXT,
+    BLOCK_COPY_SYNCHRONOUS_WRITES,
     BLOCK_COPY_TRANSIENT_JOB,
     BLOCK_JOB_ABORT_PIVOT,
+    WRITE_BLOCKING,
     BlockCopy,
     dest_xml,
+    is_ready,
+    planned_modes,
+    write_blocking_supported,
 )
 from ansible_collections.kvm.images.plugins.module_utils.atomic_file import live_copy_marker
 from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImagesError
@@ -33,9 +40,26 @@ class FakeDomain:
         self.calls = []
         self.source = "/i/a.raw"
         self.active = True
+        self.paused = False
+        self.resume_fails = False
 
     def isActive(self):
         return self.active
+
+    def state(self):
+        return [3 if self.paused else 1, 1]
+
+    def suspend(self):
+        self.calls.append(("suspend",))
+        self.paused = True
+
+    def resume(self):
+        import libvirt
+
+        self.calls.append(("resume",))
+        if self.resume_fails:
+            raise libvirt.libvirtError("Timed out during operation: cannot acquire state change lock")
+        self.paused = False
 
     def name(self):
         return "web01"
@@ -43,6 +67,7 @@ class FakeDomain:
     def blockCopy(self, target, xml, params, flags):
         self.calls.append(("blockCopy", target, xml, params, flags))
         self.started_at = self.clock()
+        self.write_blocking = bool(flags & BLOCK_COPY_SYNCHRONOUS_WRITES)
 
     def blockJobInfo(self, target, flags):
         if self.started_at is None:
@@ -93,6 +118,15 @@ def test_transient_domain_copies_without_the_transient_job_flag():
     dom = FakeDomain(clock)
     make(clock, dom).start(persistent=False)
     assert dom.calls[0][4] == BLOCK_COPY_REUSE_EXT
+
+
+def test_write_blocking_mode_sets_libvirts_synchronous_writes_flag():
+    clock = FakeClock()
+    dom = FakeDomain(clock)
+    copy = make(clock, dom)
+    copy.start(persistent=True, mode=WRITE_BLOCKING)
+    assert dom.calls[0][4] == BLOCK_COPY_REUSE_EXT | BLOCK_COPY_TRANSIENT_JOB | BLOCK_COPY_SYNCHRONOUS_WRITES
+    assert copy.mode == WRITE_BLOCKING
 
 
 def test_waits_for_ready_then_pivots():
@@ -196,3 +230,153 @@ def test_a_guest_that_stops_mid_copy_fails_at_once_without_waiting_for_libvirtd(
         copy.wait_ready()
     assert reconnects == [] and clock() < 1
     copy.abort()  # the cleanup path: quiet, the job went with the guest
+
+
+class BusyDomain(FakeDomain):
+    """A guest that dirties copied blocks at ``dirty_rate``. A background copy gains only what it copies
+    beyond that; a write-blocking one lands the guest's writes on both images, so only its own pass is
+    left, and once it is READY ``end`` runs ``in_flight`` bytes ahead of ``cur`` (writes on their way)."""
+
+    def __init__(self, clock, dirty_rate, in_flight=4096, **kwargs):
+        super().__init__(clock, **kwargs)
+        self.dirty_rate = dirty_rate
+        self.in_flight = in_flight
+
+    def left(self):
+        elapsed = self.clock() - self.started_at
+        gain = self.rate if self.write_blocking else self.rate - self.dirty_rate
+        return max(0, self.size - int(elapsed * gain)) if gain > 0 else self.size
+
+    def blockJobInfo(self, target, flags):
+        if self.started_at is None:
+            return {}
+        elapsed = self.clock() - self.started_at
+        cur = int(elapsed * (self.rate + (self.dirty_rate if self.write_blocking else 0)))
+        ahead = self.in_flight if self.write_blocking and not self.left() else 0
+        return {"type": 2, "cur": cur, "end": cur + self.left() + ahead}
+
+    def mirror_ready(self):
+        return self.started_at is not None and not self.left()
+
+
+def test_a_guest_writing_as_fast_as_the_copy_keeps_a_background_copy_from_ready_and_the_failure_says_how_far():
+    clock = FakeClock()
+    dom = BusyDomain(clock, dirty_rate=50, size=100, rate=50)
+    copy = make(clock, dom, timeout=10)
+    copy.start(persistent=True, mode=BACKGROUND)
+    with pytest.raises(KvmImagesError) as failure:
+        copy.wait_ready()
+    assert failure.value.msg.startswith("the block copy was not ready within 10 s (domain web01, disk vda,"
+                                        " /i/a.qcow2): background copy at 83 % after 10.")
+    assert failure.value.msg.endswith("; it was aborted and the guest stays on its original disk")
+    [attempt] = failure.value.details["attempts"]
+    assert attempt["mode"] == BACKGROUND and attempt["remaining"] == 100 and attempt["seconds"] > 10
+    assert attempt["percent"] == attempt["bytes"] * 100 // (attempt["bytes"] + 100)
+
+
+def test_the_same_guest_under_a_write_blocking_copy_is_ready_after_one_pass_though_end_runs_ahead_of_cur():
+    clock = FakeClock()
+    dom = BusyDomain(clock, dirty_rate=50, size=100, rate=50)
+    copy = make(clock, dom, timeout=10)
+    copy.start(persistent=True, mode=WRITE_BLOCKING)
+    copy.wait_ready()
+    info = dom.blockJobInfo("vda", 0)
+    assert info["end"] - info["cur"] == 4096
+    assert 2.0 <= clock.now < 2.5
+    assert copy.report() == [{"mode": WRITE_BLOCKING, "percent": 100, "bytes": info["cur"], "remaining": 0,
+                              "seconds": round(clock.now, 1)}]
+
+
+@pytest.mark.parametrize("mode, cur, end, mirror_ready, expected", [
+    (BACKGROUND, 100, 100, True, True),
+    (BACKGROUND, 99, 100, True, False),
+    (BACKGROUND, 100, 100, False, False),
+    (WRITE_BLOCKING, 99, 100, True, True),
+    (WRITE_BLOCKING, 100, 100, False, False),
+    (WRITE_BLOCKING, 0, 0, True, False),
+], ids=["background-caught-up", "background-behind", "background-not-ready", "write-blocking-writes-in-flight",
+        "write-blocking-not-ready", "not-started"])
+def test_ready_for_the_pivot(mode, cur, end, mirror_ready, expected):
+    assert is_ready(mode, {"cur": cur, "end": end}, lambda: mirror_ready) is expected
+
+
+@pytest.mark.parametrize("libvirt_version, qemu_version, expected", [
+    (9_000_000, 7_002_000, True),
+    (8_000_000, 4_002_000, True),
+    (7_010_000, 7_002_000, False),
+    (9_000_000, 4_001_000, False),
+], ids=["libvirt-9.0-qemu-7.2", "oldest-that-can", "libvirt-7.10", "qemu-4.1"])
+def test_write_blocking_needs_libvirt_8_and_qemu_4_2(libvirt_version, qemu_version, expected):
+    assert write_blocking_supported(libvirt_version, qemu_version) is expected
+
+
+@pytest.mark.parametrize("requested, supported, expected", [
+    (AUTO, True, [WRITE_BLOCKING, BACKGROUND]),
+    (AUTO, False, [BACKGROUND]),
+    (WRITE_BLOCKING, True, [WRITE_BLOCKING]),
+    (BACKGROUND, True, [BACKGROUND]),
+    (BACKGROUND, False, [BACKGROUND]),
+], ids=["auto", "auto-old-daemon", "write-blocking", "background", "background-old-daemon"])
+def test_planned_modes(requested, supported, expected):
+    assert planned_modes(requested, supported) == expected
+
+
+def test_write_blocking_where_it_cannot_run_is_refused_before_anything_is_created():
+    with pytest.raises(KvmImagesError, match=r"^copy_mode write_blocking needs libvirt 8.0.0 and QEMU 4.2.0 or later"
+                                             r" \(libvirt 7.10.0, QEMU 7.2.0 here\); nothing was created$"):
+        planned_modes(WRITE_BLOCKING, False, " (libvirt 7.10.0, QEMU 7.2.0 here)")
+
+
+def test_a_write_blocking_job_is_aborted_with_the_guest_paused_for_as_long_as_the_abort_takes():
+    """QEMU 7.2 crashed when such a job was cancelled with guest writes in flight; a paused guest has none."""
+    clock = FakeClock()
+    dom = BusyDomain(clock, dirty_rate=50, size=1000, rate=10)
+    copy = make(clock, dom, timeout=5)
+    copy.start(persistent=True, mode=WRITE_BLOCKING)
+    with pytest.raises(KvmImagesError, match="not ready within 5 s"):
+        copy.wait_ready()
+    copy.abort()
+    assert dom.calls[1:] == [("suspend",), ("blockJobAbort", "vda", 0), ("resume",)]
+    assert not dom.paused and dom.source == "/i/a.raw"
+
+
+def test_a_guest_paused_before_stays_paused_and_a_background_job_is_aborted_as_it_runs():
+    clock = FakeClock()
+    dom = BusyDomain(clock, dirty_rate=50, size=1000, rate=10)
+    dom.paused = True
+    copy = make(clock, dom, timeout=5)
+    copy.start(persistent=True, mode=WRITE_BLOCKING)
+    copy.abort()
+    assert dom.calls[1:] == [("blockJobAbort", "vda", 0)] and dom.paused
+    dom.paused = False
+    copy.start(persistent=True, mode=BACKGROUND)
+    copy.abort()
+    assert dom.calls[3:] == [("blockJobAbort", "vda", 0)]
+
+
+def test_a_guest_that_cannot_be_resumed_is_an_error_of_its_own_not_swallowed_by_the_cleanup():
+    clock = FakeClock()
+    dom = BusyDomain(clock, dirty_rate=50, size=1000, rate=10)
+    dom.resume_fails = True
+    copy = make(clock, dom, timeout=5)
+    copy.start(persistent=True, mode=WRITE_BLOCKING)
+    with pytest.raises(KvmImagesError, match=r"^domain web01 was paused to end its block copy and could not be resumed"
+                                             r" \(.*cannot acquire state change lock\); resume it with virsh resume"
+                                             r" web01$") as failure:
+        copy.abort()
+    assert failure.value.details["left_paused"]
+
+
+def test_what_is_left_is_the_most_seen_lately_not_the_moment_the_copy_had_just_cleaned_up():
+    """Behind a busy guest libvirt shows 1 byte left whenever the copy has just cleaned what the guest dirtied."""
+    clock = FakeClock()
+    dom = FakeDomain(clock)
+    copy = make(clock, dom)
+    copy.start(persistent=True, mode=BACKGROUND)
+    for left in (40, 30, 1, 25, 1):
+        clock.sleep(1)
+        copy.note({"cur": 100, "end": 100 + left})
+    assert copy.report()[0]["remaining"] == 40
+    clock.sleep(8)
+    copy.note({"cur": 100, "end": 101})
+    assert copy.report()[0]["remaining"] == 25

@@ -11,7 +11,10 @@ import pytest
 
 from ansible_collections.kvm.images.plugins.module_utils import block_copy, domain_xml
 from ansible_collections.kvm.images.plugins.module_utils.block_copy import (
+    BACKGROUND,
+    BLOCK_COPY_SYNCHRONOUS_WRITES,
     BLOCK_JOB_ABORT_PIVOT,
+    WRITE_BLOCKING,
     LiveConversion,
     is_leftover_job,
     mirror_source,
@@ -38,13 +41,45 @@ def test_mirror_source_reads_both_forms_libvirt_writes(mirror, expected):
     assert mirror_source(domain_xml.parse(DISK % mirror).find("mirror")) == expected
 
 
-class StrandedDomain:
-    """A running transient domain whose disk vda is mirrored into ``mirror_to`` by a job nobody follows."""
+class Connection:
+    """The daemon's versions: libvirt 9.0.0 and QEMU 7.2.0, as in the lab, unless told."""
 
-    def __init__(self, mirror_to):
+    def __init__(self, libvirt_version=9_000_000, qemu_version=7_002_000):
+        self.libvirt_version = libvirt_version
+        self.qemu_version = qemu_version
+
+    def getLibVersion(self):
+        return self.libvirt_version
+
+    def getVersion(self):
+        return self.qemu_version
+
+
+class StrandedDomain:
+    """A running transient domain whose disk vda is mirrored into ``mirror_to`` by a job nobody follows.
+
+    A write-blocking job (``write_blocking``) runs ``end`` ahead of ``cur`` by the guest writes in flight.
+    """
+
+    def __init__(self, mirror_to, write_blocking=False, connection=None):
         self.source = "/d/a.raw"
         self.mirror_to = mirror_to
+        self.write_blocking = write_blocking
+        self.connection = connection or Connection()
         self.calls = []
+        self.copy_flags = []
+
+    def connect(self):
+        return self.connection
+
+    def state(self):
+        return [3 if "suspend" in self.calls[-1:] else 1, 1]
+
+    def suspend(self):
+        self.calls.append("suspend")
+
+    def resume(self):
+        self.calls.append("resume")
 
     def name(self):
         return "web01"
@@ -59,10 +94,14 @@ class StrandedDomain:
         return [1 << 20, 1 << 20, 1 << 20]
 
     def blockJobInfo(self, target, flags):
-        return {"type": 2, "cur": 1 << 20, "end": 1 << 20} if self.mirror_to else {}
+        if not self.mirror_to:
+            return {}
+        return {"type": 2, "cur": 1 << 20, "end": (1 << 20) + (4096 if self.write_blocking else 0)}
 
     def blockCopy(self, target, xml, params, flags):
         self.calls.append("copy")
+        self.copy_flags.append(flags)
+        self.write_blocking = bool(flags & BLOCK_COPY_SYNCHRONOUS_WRITES)
         self.mirror_to = domain_xml.parse(xml).find("source").get("file")
 
     def blockJobAbort(self, target, flags):
@@ -83,14 +122,15 @@ def live_disk_from_the_fake(monkeypatch):
     def live_disk(dom, target):
         return {"source": dom.source, "driver_type": "qcow2" if dom.source.endswith(".qcow2") else "raw",
                 "device": "disk", "type": "file", "shareable": False, "readonly": False,
-                "mirror": dom.mirror_to is not None, "mirror_ready": dom.mirror_to is not None,
+                "mirror": dom.mirror_to is not None,
+                "mirror_ready": dom.mirror_to is not None and getattr(dom, "ready", True),
                 "mirror_source": dom.mirror_to}
     monkeypatch.setattr(block_copy, "live_disk", live_disk)
 
 
-def conversion(dom, dest):
+def conversion(dom, dest, copy_mode="auto"):
     return LiveConversion(dom, Qemu(), target="vda", dest=dest, fmt="qcow2", options=None, bandwidth_mib=None,
-                          timeout=10)
+                          timeout=10, copy_mode=copy_mode)
 
 
 def leave_behind(dest):
@@ -109,17 +149,26 @@ def test_only_a_job_into_our_destination_with_our_marker_is_a_leftover(tmp_path)
     assert not is_leftover_job({"mirror": False, "mirror_source": None}, dest)
 
 
-def test_a_leftover_job_is_aborted_then_the_copy_starts_again_and_pivots(tmp_path):
+@pytest.mark.parametrize("stranded_write_blocking, copy_mode, restarted_in", [
+    (False, "auto", WRITE_BLOCKING),
+    (True, "auto", WRITE_BLOCKING),
+    (True, "background", BACKGROUND),
+], ids=["background-job", "write-blocking-job", "write-blocking-job-restarted-in-background"])
+def test_a_leftover_job_is_aborted_then_the_copy_starts_again_and_pivots(
+        tmp_path, stranded_write_blocking, copy_mode, restarted_in):
+    """Whatever mode the killed run's job copies in (the live XML does not tell), it is taken over alike."""
     dest = str(tmp_path / "a.qcow2")
     leave_behind(dest)
-    dom = StrandedDomain(mirror_to=dest)
-    live = conversion(dom, dest)
+    dom = StrandedDomain(mirror_to=dest, write_blocking=stranded_write_blocking)
+    live = conversion(dom, dest, copy_mode)
     reason, disk = live.decide()
     assert "interrupted earlier run" in reason
     result = live.run(disk, pivot=True)
-    assert dom.calls == ["abort", "copy", "pivot"]
+    assert dom.calls == ["suspend", "abort", "resume", "copy", "pivot"]
+    assert bool(dom.copy_flags[0] & BLOCK_COPY_SYNCHRONOUS_WRITES) is (restarted_in == WRITE_BLOCKING)
     assert dom.source == dest and dom.mirror_to is None
-    assert result["pivoted"]
+    assert result["pivoted"] and result["copy_mode"] == restarted_in
+    assert [attempt["mode"] for attempt in result["attempts"]] == [restarted_in]
     assert not (tmp_path / ("." + "a.qcow2" + LIVE_COPY_MARK)).exists()
 
 
@@ -180,17 +229,18 @@ def test_no_journal_line_no_pivot(tmp_path):
                           timeout=10, journal=str(tmp_path / "missing" / "journal.jsonl"))
     with pytest.raises(KvmImagesError, match="cannot record the switch of web01"):
         live.run(live.decide()[1], pivot=True)
-    assert dom.calls == ["copy", "abort"]
+    assert dom.calls == ["copy", "suspend", "abort", "resume"]
     assert dom.source == "/d/a.raw"
     assert sorted(path.name for path in tmp_path.iterdir()) == []
 
 
-def test_a_copy_an_orphaned_module_still_follows_is_waited_for_never_taken_over(tmp_path):
+@pytest.mark.parametrize("write_blocking", [False, True], ids=["background-job", "write-blocking-job"])
+def test_a_copy_an_orphaned_module_still_follows_is_waited_for_never_taken_over(tmp_path, write_blocking):
     """kill -9 of ansible-playbook leaves its module running: the next run must not pull the job from under it."""
     dest = str(tmp_path / "a.qcow2")
     open(dest, "wb").close()
     orphan = claim_marker(live_copy_marker(dest), "4242 web01 vda\n")
-    dom = StrandedDomain(mirror_to=dest)
+    dom = StrandedDomain(mirror_to=dest, write_blocking=write_blocking)
     live = conversion(dom, dest)
     clock = FakeClock()
     with pytest.raises(KvmImagesError, match=r"another process \(pid 4242\) still copies domain web01, disk vda"
