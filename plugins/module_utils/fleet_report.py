@@ -126,6 +126,19 @@ def fleet_report(records: list[dict[str, t.Any]], *, play_hosts: list[str], acti
     }
 
 
+def records_of_reports(reports: list[dict[str, t.Any]]) -> tuple[list[dict[str, t.Any]], list[str]]:
+    """Host records and the hosts in order, from the report.json of several runs - shards of one fleet, or the
+    slices of an AWX job. A host in more than one keeps the record of the report generated last."""
+    by_host: dict[str, dict[str, t.Any]] = {}
+    for report in sorted(reports, key=lambda report: report.get("generated", "")):
+        disks: dict[str, list[dict[str, t.Any]]] = {}
+        for disk in report.get("disks", []):
+            disks.setdefault(disk["host"], []).append(disk)
+        for host in report.get("hosts", []):
+            by_host[host["host"]] = dict(host, disks=disks.get(host["host"], []))
+    return list(by_host.values()), list(by_host)
+
+
 def count(values: t.Iterable[str], names: t.Iterable[str]) -> dict[str, int]:
     counts = dict.fromkeys(names, 0)
     for value in values:

@@ -42,14 +42,23 @@ options:
     description:
       - The hosts' records, as the role leaves them (C(host), C(status), C(step), C(msg), C(hypervisor), C(domains),
         C(settings), C(disks)).
+      - Exactly one of O(records) and O(merge) is required.
     type: list
     elements: dict
-    required: true
   play_hosts:
-    description: Every host of the play, in order; a host without a record is reported as such.
+    description:
+      - Every host of the play, in order; a host without a record is reported as such. Required with O(records).
     type: list
     elements: str
-    required: true
+  merge:
+    description:
+      - Paths of C(report.json) files of several runs on this controller - shards of one fleet run from several
+        controllers, or the slices of an AWX job - to merge into one report. A host in more than one keeps the
+        record of the report generated last.
+      - Exactly one of O(records) and O(merge) is required.
+    type: list
+    elements: path
+    version_added: 0.2.0
   active_hosts:
     description:
       - The hosts of the play still running, as C(ansible_play_hosts) says while it runs; one of them without a
@@ -68,6 +77,13 @@ options:
 """
 
 EXAMPLES = r"""
+- name: One report of the fleet from the reports of its shards
+  kvm.images.fleet_report:
+    dest: /srv/reports/fleet
+    merge:
+      - /srv/reports/shard-1/report.json
+      - /srv/reports/shard-2/report.json
+
 - name: The fleet report, once every host has run
   kvm.images.fleet_report:
     dest: "{{ 'disk_format_report' | ansible.builtin.realpath }}"
@@ -106,14 +122,23 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.kvm.images.plugins.module_utils.atomic_file import write_whole
-from ansible_collections.kvm.images.plugins.module_utils.fleet_report import fleet_report, render_html
+from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImagesError
+from ansible_collections.kvm.images.plugins.module_utils.fleet_report import fleet_report, records_of_reports, render_html
 from ansible_collections.kvm.images.plugins.module_utils.module_run import run_module
 
 
 def run(module: AnsibleModule) -> dict:
     params = module.params
-    report = fleet_report(params["records"], play_hosts=params["play_hosts"], active_hosts=params["active_hosts"],
-                          mode=params["mode"])
+    records, play_hosts = params["records"], params["play_hosts"]
+    if params["merge"] is not None:
+        reports = []
+        for path in params["merge"]:
+            with open(path, encoding="utf-8") as handle:
+                reports.append(json.load(handle))
+        records, play_hosts = records_of_reports(reports)
+    elif play_hosts is None:
+        raise KvmImagesError("play_hosts is required with records")
+    report = fleet_report(records, play_hosts=play_hosts, active_hosts=params["active_hosts"], mode=params["mode"])
     os.makedirs(params["dest"], mode=0o755, exist_ok=True)
     json_path, html_path = os.path.join(params["dest"], "report.json"), os.path.join(params["dest"], "report.html")
     write_whole(json_path, json.dumps(report, indent=2, sort_keys=True) + "\n")
@@ -129,12 +154,15 @@ def main() -> None:
     module = AnsibleModule(
         argument_spec=dict(
             dest=dict(type="path", required=True),
-            records=dict(type="list", elements="dict", required=True),
-            play_hosts=dict(type="list", elements="str", required=True),
+            records=dict(type="list", elements="dict"),
+            play_hosts=dict(type="list", elements="str"),
+            merge=dict(type="list", elements="path"),
             active_hosts=dict(type="list", elements="str"),
             mode=dict(type="str", default="migrate", choices=["migrate", "rollback", "plan", "check"]),
             warn_unmatched=dict(type="bool", default=False),
         ),
+        mutually_exclusive=[("records", "merge")],
+        required_one_of=[("records", "merge")],
         supports_check_mode=True,
     )
     run_module(module, run, on_os_error=lambda exc: f"cannot write the report into {module.params['dest']}: {exc}")

@@ -106,4 +106,21 @@ for expected in "hosts: 2 failed, 1 unreachable, 1 changed" "converging changed"
   grep -qF "$expected" <<<"$text" || fail "the page does not show: $expected"
 done
 grep -q 'id="space-chart"' "$lab/dom.html" || fail "no chart"
+# Shards of a fleet merge into one report: here the run's own report and a copy with one host more.
+python3 - "$lab/disk_format_report/report.json" "$lab/shard.json" <<'PY'
+import json, sys
+report = json.load(open(sys.argv[1]))
+report["generated"] = "9999-01-01T00:00:00Z"
+report["hosts"] = [dict(report["hosts"][0], host="elsewhere")]
+report["disks"] = [dict(disk, host="elsewhere") for disk in report["disks"] if disk["host"] == "converging"]
+json.dump(report, open(sys.argv[2], "w"))
+PY
+(cd "$lab" && ansible-playbook kvm.images.merge_reports -e disk_format_report_dir=merged \
+  -e '{"disk_format_reports": ["disk_format_report/report.json", "shard.json"]}') > "$lab/merge.log" 2>&1 ||
+  { cat "$lab/merge.log"; fail "the merge failed"; }
+python3 - "$lab/merged/report.json" <<'PY' || fail "the merged report does not name every host"
+import json, sys
+hosts = [host["host"] for host in json.load(open(sys.argv[1]))["hosts"]]
+assert hosts == ["converging", "nolibvirt", "unreachable", "partial", "elsewhere"], hosts
+PY
 echo "report test passed"

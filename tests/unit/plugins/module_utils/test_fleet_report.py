@@ -121,3 +121,17 @@ def test_a_setting_is_unmatched_only_when_no_host_has_the_domain():
     report = fleet_report(records, play_hosts=["hv1", "hv2"])
     assert report["unmatched"] == ["disk_format_domains entry 'app-01' matches no domain",
                                    "disk_format_include pattern 'prod-*' matches no domain"]
+
+
+def test_reports_of_shards_merge_into_one_naming_every_host():
+    from ansible_collections.kvm.images.plugins.module_utils.fleet_report import records_of_reports
+    first = fleet_report([host_record("hv1", plan=plan(), results=[converted(plan()[0])], domains=["web01"])],
+                         play_hosts=["hv1", "hv2"], generated=100)
+    second = fleet_report([host_record("hv3", failure={"step": "discover", "msg": "no libvirt"})],
+                          play_hosts=["hv3"], generated=200)
+    records, hosts = records_of_reports([json.loads(json.dumps(second)), json.loads(json.dumps(first))])
+    merged = fleet_report(records, play_hosts=hosts)
+    assert [(h["host"], h["status"]) for h in merged["hosts"]] == [
+        ("hv1", "changed"), ("hv2", "unreachable"), ("hv3", "failed")]
+    assert merged["summary"]["disks"] == 3
+    assert [d["host"] for d in merged["disks"]] == ["hv1", "hv1", "hv1"]
