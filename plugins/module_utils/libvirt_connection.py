@@ -8,6 +8,7 @@ from __future__ import annotations
 import traceback
 import typing as t
 
+from ansible_collections.kvm.images.plugins.module_utils.domain_xml import HAS_LXML, LXML_IMPORT_ERROR
 from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImagesError
 
 try:
@@ -25,6 +26,9 @@ else:
         """libvirt prints every error to stderr by default; ours go into msg."""
 
     libvirt.registerErrorHandler(_quiet, None)
+
+# What the modules that talk to libvirt need (module_run.run_module's libraries): loaded only by them.
+LIBVIRT_LIBRARIES = (("libvirt-python", HAS_LIBVIRT, LIBVIRT_IMPORT_ERROR), ("lxml", HAS_LXML, LXML_IMPORT_ERROR))
 
 # virErrorNumber VIR_ERR_NO_DOMAIN, usable without libvirt loaded.
 NO_DOMAIN = 42

@@ -10,16 +10,10 @@ import typing as t
 
 from ansible.module_utils.basic import missing_required_lib
 
-from ansible_collections.kvm.images.plugins.module_utils.domain_xml import HAS_LXML, LXML_IMPORT_ERROR
 from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImagesError
-from ansible_collections.kvm.images.plugins.module_utils.libvirt_connection import HAS_LIBVIRT, LIBVIRT_IMPORT_ERROR
 
-# name on PyPI: (importable, the import's traceback)
-LIBRARIES = {
-    "libvirt-python": (HAS_LIBVIRT, LIBVIRT_IMPORT_ERROR),
-    "lxml": (HAS_LXML, LXML_IMPORT_ERROR),
-}
-LIBVIRT_LIBRARIES = ("libvirt-python", "lxml")
+# A Python library a module needs: its name on PyPI, whether it imported, and the import's traceback.
+Library = t.Tuple[str, bool, t.Optional[str]]
 
 
 class Interrupted(KvmImagesError):
@@ -31,7 +25,7 @@ def interrupted(signum: int, _frame: object) -> None:
 
 
 def run_module(module: t.Any, run: t.Callable[[t.Any], dict[str, t.Any]], *,
-               libraries: t.Sequence[str] = (),
+               libraries: t.Sequence[Library] = (),
                on_os_error: t.Callable[[OSError], str] | None = None,
                on_interrupt: str | None = None) -> None:
     """Check the Python libraries the module needs, run it, and turn its failures into ``fail_json``.
@@ -41,8 +35,7 @@ def run_module(module: t.Any, run: t.Callable[[t.Any], dict[str, t.Any]], *,
     ``on_interrupt`` says what that left. An OSError that ``run`` did not turn into the collection's error
     is reported with ``on_os_error``'s message.
     """
-    for name in libraries:
-        present, import_error = LIBRARIES[name]
+    for name, present, import_error in libraries:
         if not present:
             module.fail_json(msg=missing_required_lib(name), exception=import_error)
     signal.signal(signal.SIGTERM, interrupted)

@@ -262,8 +262,8 @@ from ansible_collections.kvm.images.plugins.module_utils.argument_specs import (
 )
 from ansible_collections.kvm.images.plugins.module_utils.block_copy import AUTO, COPY_MODES, LiveConversion, verify_dest
 from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImagesError
-from ansible_collections.kvm.images.plugins.module_utils.libvirt_connection import LibvirtConnection
-from ansible_collections.kvm.images.plugins.module_utils.module_run import LIBVIRT_LIBRARIES, run_module
+from ansible_collections.kvm.images.plugins.module_utils.libvirt_connection import LIBVIRT_LIBRARIES, LibvirtConnection
+from ansible_collections.kvm.images.plugins.module_utils.module_run import run_module
 from ansible_collections.kvm.images.plugins.module_utils.progress import Progress, allocated_bytes
 from ansible_collections.kvm.images.plugins.module_utils.qemu_img import qemu_img_for
 from ansible_collections.kvm.images.plugins.module_utils.schedule import MIB, Schedule

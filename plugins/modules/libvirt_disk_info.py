@@ -201,8 +201,8 @@ from ansible_collections.kvm.images.plugins.module_utils.disk_inventory import (
 )
 from ansible_collections.kvm.images.plugins.module_utils.image_facts import gather
 from ansible_collections.kvm.images.plugins.module_utils.journal import journal_facts, read_journal
-from ansible_collections.kvm.images.plugins.module_utils.libvirt_connection import LibvirtConnection
-from ansible_collections.kvm.images.plugins.module_utils.module_run import LIBVIRT_LIBRARIES, run_module
+from ansible_collections.kvm.images.plugins.module_utils.libvirt_connection import LIBVIRT_LIBRARIES, LibvirtConnection
+from ansible_collections.kvm.images.plugins.module_utils.module_run import run_module
 from ansible_collections.kvm.images.plugins.module_utils.qemu_img import qemu_img_for
 
 

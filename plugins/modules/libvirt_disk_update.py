@@ -204,8 +204,8 @@ from ansible_collections.kvm.images.plugins.module_utils.disk_update import Edit
 from ansible_collections.kvm.images.plugins.module_utils.domain_xml import DRIVER_OPTIONS
 from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImagesError
 from ansible_collections.kvm.images.plugins.module_utils.formats import TARGET_FORMATS
-from ansible_collections.kvm.images.plugins.module_utils.libvirt_connection import LibvirtConnection
-from ansible_collections.kvm.images.plugins.module_utils.module_run import LIBVIRT_LIBRARIES, run_module
+from ansible_collections.kvm.images.plugins.module_utils.libvirt_connection import LIBVIRT_LIBRARIES, LibvirtConnection
+from ansible_collections.kvm.images.plugins.module_utils.module_run import run_module
 
 CACHE_MODES = ["default", "none", "writethrough", "writeback", "directsync", "unsafe"]
 IO_MODES = ["threads", "native", "io_uring"]

@@ -108,8 +108,8 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.kvm.images.plugins.module_utils.argument_specs import JOURNAL, LIBVIRT, module_spec
 from ansible_collections.kvm.images.plugins.module_utils.domain_power import bring_all
-from ansible_collections.kvm.images.plugins.module_utils.libvirt_connection import LibvirtConnection
-from ansible_collections.kvm.images.plugins.module_utils.module_run import LIBVIRT_LIBRARIES, run_module
+from ansible_collections.kvm.images.plugins.module_utils.libvirt_connection import LIBVIRT_LIBRARIES, LibvirtConnection
+from ansible_collections.kvm.images.plugins.module_utils.module_run import run_module
 
 
 def run(module: AnsibleModule) -> dict:

@@ -75,10 +75,10 @@ def test_sigterm_interrupts_the_work_so_that_its_cleanup_runs():
     assert module.failed == {"msg": f"interrupted by signal {int(signal.SIGTERM)}; nothing was left"}
 
 
-def test_a_missing_library_fails_before_running(monkeypatch):
-    monkeypatch.setitem(module_run.LIBRARIES, "lxml", (False, "Traceback: No module named 'lxml'"))
+def test_a_missing_library_fails_before_running():
     module = FakeModule()
+    libraries = [("libvirt-python", True, None), ("lxml", False, "Traceback: No module named 'lxml'")]
     with pytest.raises(Exited):
-        module_run.run_module(module, lambda module: pytest.fail("ran"), libraries=module_run.LIBVIRT_LIBRARIES)
+        module_run.run_module(module, lambda module: pytest.fail("ran"), libraries=libraries)
     assert "Failed to import the required Python library (lxml)" in module.failed["msg"]
     assert module.failed["exception"] == "Traceback: No module named 'lxml'"
