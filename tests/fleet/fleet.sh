@@ -9,6 +9,7 @@ action=${1:?usage: fleet.sh up|down N DIR}
 count=${2:?usage: fleet.sh up|down N DIR}
 dir=${3:?usage: fleet.sh up|down N DIR}
 port=${KVM_IMAGES_FLEET_PORT:-22022}
+guest_dir=${KVM_IMAGES_LAB:-/var/lib/kvm-images-lab}/guest
 prefix=kvmimg-hv
 
 user_of() { echo "$prefix$1"; }
@@ -29,6 +30,11 @@ PasswordAuthentication no
 KbdInteractiveAuthentication no
 AuthorizedKeysFile .ssh/authorized_keys
 AllowUsers ${prefix}*
+# Ansible opens a connection per fork and host at once; sshd's default (10:30:100)
+# drops some. Without an sftp subsystem every file transfer fails twice before
+# Ansible falls back to piping it.
+MaxStartups 64:30:128
+Subsystem sftp internal-sftp
 CONF
   local i user home
   {
@@ -43,7 +49,7 @@ CONF
       install -d -m 700 -o "$user" -g "$user" "$home/.ssh"
       install -m 600 -o "$user" -g "$user" "$dir/id_ed25519.pub" "$home/.ssh/authorized_keys"
       install -d -m 755 -o "$user" -g "$user" "$home/images"
-      echo "hv$i ansible_host=127.0.0.1 ansible_port=$port ansible_user=$user disk_format_state_dir=$home/.kvm-images disk_format_allowed_backing_dirs=\"['$home/images']\""
+      echo "hv$i ansible_host=127.0.0.1 ansible_port=$port ansible_user=$user lab_guest_dir=$guest_dir disk_format_state_dir=$home/.kvm-images disk_format_allowed_backing_dirs=\"['$home/images']\""
     done
     echo
     echo "[hypervisors:vars]"
