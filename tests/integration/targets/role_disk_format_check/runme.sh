@@ -48,6 +48,18 @@ no_warning() { ! grep -E '\[WARNING\]|DEPRECATION|Deprecat' "$1" || fail "$1 has
 definitions > "$lab/definitions-before.xml"
 ls -a "$lab" > "$lab/files-before.txt"
 
+echo "== a hypervisor older than the oldest supported: refused before anything, in words"
+# The floor raised above this machine's versions stands in for an older hypervisor.
+if migrate -e '{"_disk_format_oldest": {"qemu_version": "99.0.0", "libvirt_version": "99.0.0"}}' \
+  > "$lab/old.log" 2>&1; then
+  fail "a hypervisor below the oldest supported was migrated"
+fi
+grep -Eq "localhost runs QEMU [0-9.]+ and libvirt [0-9.]+; the oldest supported are QEMU 99.0.0 and libvirt 99.0.0" \
+  "$lab/old.log" || { cat "$lab/old.log"; fail "the refusal does not name the versions"; }
+[ "$(recap_changed "$lab/old.log")" = 0 ] || fail "the refused host changed something"
+definitions | cmp -s - "$lab/definitions-before.xml" || fail "the refused host changed a definition"
+rm -rf "$lab/report" "$lab/state"
+
 echo "== check mode, with diff: what the real run would do, and nothing done"
 migrate --check --diff > "$lab/check.log" 2>&1 || { cat "$lab/check.log"; fail "the check run failed"; }
 changed=$(recap_changed "$lab/check.log")
