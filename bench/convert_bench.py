@@ -144,11 +144,13 @@ def main() -> None:
         print(f"RATIO module(verify=off, ansible-playbook wall time) / best bare qemu-img: "
               f"{ratio(best['module verify=off (wall)'], best_bare)}")
         # Paired by round: each round's start-up against the same round's module run, cold caches for both.
-        beyond = [wall - start for wall, start in zip(times["module verify=off (wall)"], times["ansible start-up (stat)"])]
+        beyond = [wall - start
+                  for wall, start in zip(times["module verify=off (wall)"], times["ansible start-up (stat)"])]
         bare_median = statistics.median(times["bare default"])
         print(f"RATIO module(verify=off, wall time beyond ansible's start-up, median of rounds) / median bare qemu-img,"
               f" cold caches: {ratio(statistics.median(beyond), bare_median)} (target <= 1.10x;"
-              f" {statistics.median(beyond):.2f} s vs {bare_median:.2f} s; per round {', '.join(f'{b:.2f}' for b in beyond)})")
+              f" {statistics.median(beyond):.2f} s vs {bare_median:.2f} s;"
+              f" per round {', '.join(f'{b:.2f}' for b in beyond)})")
         print(f"RATIO module(verify=off, in-module time) / disk limit: "
               f"{ratio(best['module verify=off (convert)'], disk_limit)} (target <= 1.25x)")
         # The disk limit above assumes reads and writes overlap for free; on one disk they share it.

@@ -107,7 +107,8 @@ def main() -> None:
                     remove(args.dir, names)
         best = {label: min(values) for label, values in converged.items()}
         print(f"converged host, whole role run: 1 disk {best['1 disk']:.2f} s, 50 disks {best['50 disks']:.2f} s")
-        print(f"RATIO 50 disks / 1 disk on a converged host: {ratio(best['50 disks'], best['1 disk'])} (target <= 1.20x)")
+        print(f"RATIO 50 disks / 1 disk on a converged host: {ratio(best['50 disks'], best['1 disk'])}"
+              " (target <= 1.20x)")
         for label, by_guests in runs.items():
             overhead, one, ten = overhead_per_extra_guest(by_guests)
             print(f"{label}: 1 guest {one[0]:.2f} s (in qemu and shutdowns {one[1]:.2f} s),"

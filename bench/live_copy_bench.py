@@ -80,7 +80,8 @@ def main() -> None:
         best_offline = min(r["offline_s"] for r in rounds)
         print(f"RATIO live copy time / offline qemu-img convert of the same image: {ratio(best_live, best_offline)}")
         print(f"RATIO largest guest heartbeat gap / 1 s target: {ratio(max(r['gap_s'] for r in rounds), 1.0)}")
-        print(f"live throughput {args.data_mib / best_live:.0f} MiB/s, offline {args.data_mib / best_offline:.0f} MiB/s")
+        print(f"live throughput {args.data_mib / best_live:.0f} MiB/s,"
+              f" offline {args.data_mib / best_offline:.0f} MiB/s")
     finally:
         shutil.rmtree(args.dir, ignore_errors=True)
     sys.exit(0)

@@ -28,7 +28,6 @@ import time
 import typing as t
 
 import libvirt
-
 from common import ROOT, VENV, log, output, ratio, run_playbook
 
 LABCTL = [str(VENV / "bin" / "python"), str(ROOT / "tests" / "guest" / "labctl.py")]

@@ -36,7 +36,7 @@ def page_text(path):
 
 def ansible_doc(plugin_type, names):
     output = subprocess.run(
-        ['ansible-doc', '--json', '-t', plugin_type] + ['%s.%s.%s' % (NAMESPACE, NAME, name) for name in names],
+        ['ansible-doc', '--json', '-t', plugin_type] + [f'{NAMESPACE}.{NAME}.{name}' for name in names],
         check=True, capture_output=True, text=True).stdout
     return json.loads(output)
 
@@ -70,11 +70,11 @@ def missing_words(text, words):
 def check_page(site, page_name, expected, problems):
     path = os.path.join(site, 'collections', NAMESPACE, NAME, page_name + '.html')
     if not os.path.isfile(path):
-        problems.append('%s: no page' % page_name)
+        problems.append(f'{page_name}: no page')
         return 0
     lost = missing_words(page_text(path), expected)
     if lost:
-        problems.append('%s: missing %s' % (page_name, ', '.join(lost)))
+        problems.append(f"{page_name}: missing {', '.join(lost)}")
     return len(expected)
 
 
@@ -104,19 +104,18 @@ def main(argv):
         counts[name + '_role'] = check_page(site, name + '_role', expected, problems)
 
     for guide in sorted(os.listdir(os.path.join(collection, 'docs'))):
-        if guide.endswith('.md'):
-            if not os.path.isfile(os.path.join(site, 'guide', guide[:-3] + '.html')):
-                problems.append('guide %s: no page' % guide)
+        if guide.endswith('.md') and not os.path.isfile(os.path.join(site, 'guide', guide[:-3] + '.html')):
+            problems.append(f'guide {guide}: no page')
 
     if len(counts) != len(modules) + len(filters) + len(roles):
-        problems.append('ansible-doc returned %d plugins and roles, expected %d'
-                        % (len(counts), len(modules) + len(filters) + len(roles)))
+        problems.append(f'ansible-doc returned {len(counts)} plugins and roles,'
+                        f' expected {len(modules) + len(filters) + len(roles)}')
     for problem in problems:
         print('docs site: ' + problem, file=sys.stderr)
     if problems:
         return 1
-    print('==> docs site: %d pages checked (%d modules, %d filters, %d roles), %d options and return values found, in %s'
-          % (len(counts), len(modules), len(filters), len(roles), sum(counts.values()), site))
+    print(f'==> docs site: {len(counts)} pages checked ({len(modules)} modules, {len(filters)} filters,'
+          f' {len(roles)} roles), {sum(counts.values())} options and return values found, in {site}')
     return 0
 
 

@@ -1,7 +1,8 @@
 # Copyright (c) kvm.images contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Runs the qemu_image_convert module; with progress_interval, in the background with progress lines in the play's output."""
+"""Runs the qemu_image_convert module; with progress_interval, in the background with progress lines in the play's
+output."""
 
 from __future__ import annotations
 

@@ -75,7 +75,6 @@ SECCOMP_ARCHES = {
 }
 
 
-
 class LaunchRequest:
     """What the launcher was asked: the paths to allow (None: unconfined), the limits, the command."""
 

@@ -108,8 +108,8 @@ class Workers:
             if index is None:
                 return
             item = self.items[index]
-            reason = item.decision.convert and self.schedule.deferral(item.expected_bytes, self.throughput.rate(),
-                                                                       self.clock())
+            reason = item.decision.convert and self.schedule.deferral(
+                item.expected_bytes, self.throughput.rate(), self.clock())
             if reason:
                 self.results[index] = dict(item.result, changed=False, deferred=True, reason=reason)
                 continue

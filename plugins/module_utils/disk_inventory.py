@@ -83,7 +83,8 @@ def describe_domain(dom: t.Any) -> dict[str, t.Any]:
         "state": state_name(dom),
         "persistent": persistent,
         "autostart": bool(libvirt_call(f"cannot read autostart of {name}", dom.autostart)) if persistent else False,
-        "has_managed_save": bool(libvirt_call(f"cannot read {name}", dom.hasManagedSaveImage, 0)) if persistent else False,
+        "has_managed_save": (bool(libvirt_call(f"cannot read {name}", dom.hasManagedSaveImage, 0)) if persistent
+                             else False),
         "snapshots": libvirt_call(f"cannot count the snapshots of {name}", dom.snapshotNum, 0),
         "disks": [],
     }

@@ -123,10 +123,9 @@ def mark_stale_images(records: list[dict[str, t.Any]], entries: list[dict[str, t
 
 def with_summary(record: dict[str, t.Any]) -> dict[str, t.Any]:
     """One line a person reads in the plan output."""
-    record["summary"] = f"{record['domain']} {record['target']} {record['source']}: {record['action']} ({record['reason']})"
+    record["summary"] = (f"{record['domain']} {record['target']} {record['source']}: {record['action']}"
+                         f" ({record['reason']})")
     return record
-
-
 
 
 def offline_groups(records: list[dict[str, t.Any]], domains_per_group: int) -> list[list[dict[str, t.Any]]]:

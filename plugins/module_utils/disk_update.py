@@ -187,7 +187,8 @@ def update_disks(connection: t.Any, disks: list[dict[str, t.Any]], *, on_running
                                      target=before["target"])
             new_source = wanted.get("source") or before["source"]
             made_later = expect_new_images and not apply and not os.path.lexists(new_source)
-            if reason and (wanted.get("source") is not None or wanted.get("driver_type") is not None) and not made_later:
+            names_an_image = wanted.get("source") is not None or wanted.get("driver_type") is not None
+            if reason and names_an_image and not made_later:
                 check_new_source(new_source, wanted.get("driver_type"), before["driver_type"], allowed_backing_dirs)
             if reason and made_later:
                 reason += " (the new image is made by an earlier task of this run)"

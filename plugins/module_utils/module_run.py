@@ -13,7 +13,7 @@ from ansible.module_utils.basic import missing_required_lib
 from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImagesError
 
 # A Python library a module needs: its name on PyPI, whether it imported, and the import's traceback.
-Library = t.Tuple[str, bool, t.Optional[str]]
+Library = t.Tuple[str, bool, t.Optional[str]]  # noqa: UP045 - evaluated at run time, on Python 3.8 too
 
 
 class Interrupted(KvmImagesError):

@@ -11,7 +11,8 @@ from ansible_collections.kvm.images.plugins.module_utils.disk_plan import choose
 
 
 def latest_switches(entries: list[dict[str, t.Any]],
-                    disks_now: dict[tuple[str, str], tuple[dict[str, t.Any], dict[str, t.Any]]]) -> list[dict[str, t.Any]]:
+                    disks_now: dict[tuple[str, str], tuple[dict[str, t.Any], dict[str, t.Any]]],
+                    ) -> list[dict[str, t.Any]]:
     """Per disk, the last switch to what it uses now; else its last switch (to say why it is left alone).
 
     A journal line is written before its switch, so the last line of a disk may be

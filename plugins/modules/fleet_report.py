@@ -13,11 +13,11 @@ description:
   - Writes C(report.json) and C(report.html) into O(dest) from the records the hosts of a play left - what
     became of each host and each of its disks - naming every host of the play, also those that left no record
     (unreachable, or failed before the role ran, or of a batch that has not run yet).
-  - Each file appears whole: it is written beside its final name and renamed.
+  - "Each file appears whole: it is written beside its final name and renamed."
   - Settings that matched no domain on any host - an entry of a host's C(disk_format_domains), or a pattern of
     its C(disk_format_include) - are listed in the report, and are warnings when O(warn_unmatched).
-  - Runs on the controller; the P(kvm.images.disk_format#role) role and its playbooks call it with
-    C(delegate_to: localhost).
+  - "Runs on the controller; the P(kvm.images.disk_format#role) role and its playbooks call it with
+    C(delegate_to: localhost)."
 author: kvm.images contributors (@kvm-images)
 extends_documentation_fragment:
   - kvm.images.attributes
@@ -123,7 +123,11 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.kvm.images.plugins.module_utils.atomic_file import write_whole
 from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImagesError
-from ansible_collections.kvm.images.plugins.module_utils.fleet_report import fleet_report, records_of_reports, render_html
+from ansible_collections.kvm.images.plugins.module_utils.fleet_report import (
+    fleet_report,
+    records_of_reports,
+    render_html,
+)
 from ansible_collections.kvm.images.plugins.module_utils.module_run import run_module
 
 

@@ -121,10 +121,10 @@ options:
     default: persist
   expect_new_images:
     description:
-      - In check mode, a new O(source) that does not exist yet is taken for the image an earlier task of the same
+      - "In check mode, a new O(source) that does not exist yet is taken for the image an earlier task of the same
         run makes (M(kvm.images.qemu_image_convert) in check mode writes nothing): the change and its diff are
         predicted without reading the file, and the reason says so. Outside check mode it changes nothing - a
-        new source is always read and checked first.
+        new source is always read and checked first."
     type: bool
     default: false
     version_added: 0.2.0
@@ -270,7 +270,8 @@ def main() -> None:
         argument_spec=module_spec(
             LIBVIRT, JOURNAL,
             name=dict(type="str"),
-            disks=dict(type="list", elements="dict", options=dict(name=dict(type="str", required=True), **disk_change_spec()),
+            disks=dict(type="list", elements="dict",
+                       options=dict(name=dict(type="str", required=True), **disk_change_spec()),
                        required_one_of=[("target", "match_source")], mutually_exclusive=[("target", "match_source")]),
             **disk_change_spec(),
             on_running=dict(type="str", default="persist", choices=["persist", "fail"]),

@@ -59,8 +59,8 @@ options:
     description:
       - The source's declared format, as its domain definition says. The header must agree.
       - When omitted, the format the header shows (a raw image's guest can forge a header, so declare it).
-      - V(vpc) is VHD. Other formats (qcow, QED, VMDK, LUKS, ...) are refused, by name: the inspector does not read
-        every field of theirs that makes qemu open another file as qemu does.
+      - "V(vpc) is VHD. Other formats (qcow, QED, VMDK, LUKS, ...) are refused, by name: the inspector does not read
+        every field of theirs that makes qemu open another file as qemu does."
     type: str
     choices: [raw, qcow2, vdi, vpc, vhdx]
   dest:
@@ -160,7 +160,8 @@ options:
     type: bool
     default: true
   backing:
-    description: V(flatten) the source's backing chain into the new image, or V(keep) it as the new image's backing file.
+    description: V(flatten) the source's backing chain into the new image, or V(keep) it as the new image's
+      backing file.
     type: str
     choices: [flatten, keep]
     default: flatten
@@ -321,7 +322,8 @@ def request_of(params: dict, image: dict) -> Request:
         out_of_order=params["out_of_order"], src_cache=params["src_cache"], dest_cache=params["dest_cache"],
         verify=params["verify"], space_check=params["space_check"], keep_backing=params["backing"] == "keep",
         force=params["force"] if image.get("force") is None else image["force"],
-        allowed_backing_dirs=params["allowed_backing_dirs"], bandwidth_mib=params["bandwidth"], expect_shutdown=params["expect_shutdown"], label=image.get("label"),
+        allowed_backing_dirs=params["allowed_backing_dirs"], bandwidth_mib=params["bandwidth"],
+        expect_shutdown=params["expect_shutdown"], label=image.get("label"),
     )
 
 

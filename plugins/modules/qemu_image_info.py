@@ -222,10 +222,12 @@ measure:
   returned: with O(path), when O(measure_format) and qemu-img examined the image
   type: dict
 safety:
-  description: Whether the image is safe to hand to qemu-img with its declared format (C(safe)), and why not (C(problems)).
+  description: Whether the image is safe to hand to qemu-img with its declared format (C(safe)), and why not
+    (C(problems)).
   returned: when O(path) is given
   type: dict
-  sample: {"safe": false, "problems": ["declared raw, but the image starts with a qcow2 header (a guest can write one into its raw disk)"]}
+  sample: {"safe": false, "problems": ["declared raw, but the image starts with a qcow2 header (a guest can write one
+    into its raw disk)"]}
 images:
   description:
     - One result per entry of O(images), in order, each with the keys returned for O(path).
@@ -233,7 +235,8 @@ images:
   returned: when O(images) is given
   type: list
   elements: dict
-  sample: [{"path": "/var/lib/libvirt/images/web01.img", "exists": true, "format": "raw", "safety": {"safe": true, "problems": []}}]
+  sample: [{"path": "/var/lib/libvirt/images/web01.img", "exists": true, "format": "raw",
+            "safety": {"safe": true, "problems": []}}]
 """
 
 from ansible.module_utils.basic import AnsibleModule

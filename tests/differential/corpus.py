@@ -235,7 +235,8 @@ class CorpusBuilder:
             self.add(path, f"{size} random bytes", "raw", honest=True)
         # qemu-img's other creators of VHDs, and some it does not know: their size is read
         # by geometry or by current_size, differently in qemu 7.2 and 10.0.
-        for creator in (b"vpc ", b"win ", b"d2v ", b"CTXS", b"tap\0", b"wa\0\0", b"qemu", b"qem2", b"VBox", b"\0\0\0\0"):
+        for creator in (b"vpc ", b"win ", b"d2v ", b"CTXS", b"tap\0", b"wa\0\0", b"qemu", b"qem2", b"VBox",
+                        b"\0\0\0\0"):
             path = self.fresh("creator.vhd")
             subformat = rng.choice(["fixed", "dynamic"])
             self.qemu_img("create", "-q", "-f", "vpc", "-o", f"subformat={subformat}", path, str(self.random_size()))
@@ -508,7 +509,7 @@ class CorpusBuilder:
             path = self.fresh(f"forged-{case.true_format}.raw")
             self.write(path, bytes(4 * MIB))
             size = os.path.getsize(case.path)
-            if case.true_format == "vpc" and not self.read(case.path, 0, 8) == b"conectix":
+            if case.true_format == "vpc" and self.read(case.path, 0, 8) != b"conectix":
                 self.write(path, self.read(case.path, size - 512, 512), 4 * MIB - 512)
             else:
                 self.write(path, self.read(case.path, 0, 64 << 10))

@@ -96,8 +96,9 @@ def test_a_leak_is_caught(builder, workspace):
     case = next(case for case in builder.cases if "qemu reads only the secret" in case.recipe)
     vetting = vet_image(case.path, "qcow2", [builder.allowed])
     assert not vetting.safe
-    job = Job(case, "qcow2", "qcow2", "info --backing-chain", qemu_img.info_argv(case.path, "qcow2", backing_chain=True),
-              vetting, frozenset({os.path.realpath(case.path)}))
+    job = Job(case, "qcow2", "qcow2", "info --backing-chain",
+              qemu_img.info_argv(case.path, "qcow2", backing_chain=True), vetting,
+              frozenset({os.path.realpath(case.path)}))
     results = Results(seed=builder.seed)
     trace_dir = os.path.join(workspace, "self-test")
     os.makedirs(trace_dir, exist_ok=True)

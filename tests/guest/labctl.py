@@ -18,6 +18,7 @@ whose stamp an image holds (the image the guest wrote that pass to).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import re
@@ -228,7 +229,7 @@ def cmd_checksums(args: argparse.Namespace) -> dict[str, t.Any]:
 def heartbeat_gaps(lines: t.Iterable[str]) -> dict[str, t.Any]:
     """Largest gap between consecutive guest heartbeats, by the guest's own clock."""
     beats = [(int(m.group(1)), float(m.group(2))) for m in map(HEARTBEAT.match, lines) if m]
-    gaps = [later[1] - earlier[1] for earlier, later in zip(beats, beats[1:])]
+    gaps = [later[1] - earlier[1] for earlier, later in itertools.pairwise(beats)]
     return {"beats": len(beats), "max_gap_s": round(max(gaps), 3) if gaps else None}
 
 

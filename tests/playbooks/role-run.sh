@@ -41,6 +41,25 @@ start_run() {
   # shellcheck disable=SC2034 # for the scripts that source this one
   run=$!
 }
+# The inventory of a target whose one hypervisor is this machine: the lab holds its images and state, nothing is
+# installed; the role's other variables come as YAML lines on stdin. migrate runs the playbook on it.
+local_inventory() {
+  {
+    cat <<YAML
+hypervisors:
+  hosts:
+    localhost:
+      ansible_connection: local
+      ansible_python_interpreter: $python
+  vars:
+    disk_format_allowed_backing_dirs: ["$lab"]
+    disk_format_state_dir: $lab/state
+    disk_format_install_dependencies: false
+YAML
+    cat
+  } > "$lab/inventory.yml"
+}
+migrate() { (cd "$lab" && ansible-playbook -i "$lab/inventory.yml" kvm.images.migrate "$@"); }
 source_of() { "${virsh[@]}" domblklist "$1" | awk '$1 == "vda" {print $2}'; }
 defined_source_of() { "${virsh[@]}" domblklist --inactive "$1" | awk '$1 == "vda" {print $2}'; }
 left_behind() { find "$lab" -maxdepth 1 -name '.*.kvm-images-*' -printf '%f\n'; }

@@ -26,21 +26,11 @@ for name in off live pinned; do dd if=/dev/urandom of="$lab/$name.raw" bs=1M cou
 "${labctl[@]}" define --name "$live" --serial "$lab/live.log" --disk "$lab/live.raw" --start >/dev/null
 "${labctl[@]}" wait-serial "$lab/live.log" --pattern "KVMIMAGES-CHECKSUM vda" --timeout 300 >/dev/null
 
-cat > "$lab/inventory.yml" <<YAML
-hypervisors:
-  hosts:
-    localhost:
-      ansible_connection: local
-      ansible_python_interpreter: $python
-  vars:
+local_inventory <<YAML
     disk_format_include: ["$prefix*"]
     disk_format_domains: {"$pinned": {format: raw}}
-    disk_format_allowed_backing_dirs: ["$lab"]
-    disk_format_state_dir: $lab/state
     disk_format_report_dir: $lab/report
-    disk_format_install_dependencies: false
 YAML
-migrate() { (cd "$lab" && ansible-playbook -i "$lab/inventory.yml" kvm.images.migrate "$@"); }
 recap_changed() { sed -n 's/^localhost *: .*changed=\([0-9]*\) .*/\1/p' "$1" | head -n 1; }
 definitions() { for name in "$off" "$live" "$pinned"; do "${virsh[@]}" dumpxml --inactive "$name"; done; }
 no_warning() { ! grep -E '\[WARNING\]|DEPRECATION|Deprecat' "$1" || fail "$1 has a warning"; }
@@ -67,10 +57,11 @@ changed=$(recap_changed "$lab/check.log")
 grep -q -- "--- before: $off (before)" "$lab/check.log" || fail "no diff of $off's definition"
 grep -q "+      <driver name=\"qemu\" type=\"qcow2\"/>" "$lab/check.log" || fail "no qcow2 driver in the diff"
 grep -q "+      <source file=\"$lab/off.qcow2\"/>" "$lab/check.log" || fail "no new source in the diff"
-grep -q "vda: $lab/live.raw (raw)" "$lab/check.log" && grep -q "vda: $lab/live.qcow2 (qcow2)" "$lab/check.log" ||
+{ grep -q "vda: $lab/live.raw (raw)" "$lab/check.log" && grep -q "vda: $lab/live.qcow2 (qcow2)" "$lab/check.log"; } ||
   fail "no diff of the live copy of $live"
 grep -q "$lab/off.qcow2: absent" "$lab/check.log" || fail "no diff of the new image"
 definitions | cmp -s - "$lab/definitions-before.xml" || fail "check mode changed a definition"
+# shellcheck disable=SC2010 # compared with the listing ls -a made before; the lab's names are plain
 ls -a "$lab" | grep -v -e '^report$' -e '\.log$' | cmp -s - <(grep -v '\.log$' "$lab/files-before.txt") ||
   fail "check mode left files: $(ls -a "$lab")"
 [ ! -e "$lab/state" ] || fail "check mode made the state directory"

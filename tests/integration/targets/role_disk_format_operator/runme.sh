@@ -28,20 +28,10 @@ done
 "${labctl[@]}" define --name "${prefix}live" --serial "$lab/live.log" --disk "$lab/live.raw" --start >/dev/null
 "${labctl[@]}" wait-serial "$lab/live.log" --pattern "KVMIMAGES-CHECKSUM vda" --timeout 300 >/dev/null
 
-cat > "$lab/inventory.yml" <<YAML
-hypervisors:
-  hosts:
-    localhost:
-      ansible_connection: local
-      ansible_python_interpreter: $python
-  vars:
-    disk_format_allowed_backing_dirs: ["$lab"]
-    disk_format_state_dir: $lab/state
-    disk_format_install_dependencies: false
+local_inventory <<YAML
     disk_format_bandwidth: 8
     disk_format_progress_interval: 5
 YAML
-migrate() { (cd "$lab" && ansible-playbook -i "$lab/inventory.yml" kvm.images.migrate "$@"); }
 report() { python3 -c 'import json, sys; print(json.dumps(json.load(open(sys.argv[1]))))' "$lab/disk_format_report/report.json"; }
 within_cap() {  # the throughput a record reports, within 15 % of the 8 MiB/s cap (not above it)
   python3 - "$lab/disk_format_report/report.json" "$1" <<'PY'

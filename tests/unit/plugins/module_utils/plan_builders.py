@@ -15,8 +15,6 @@ def domain(name="web01", state="running", disks=None):
     return {"name": name, "state": state, "disks": disks if disks is not None else [disk()]}
 
 
-
 def converted_record(domain_name="web01", target="vda"):
     return {"domain": domain_name, "target": target, "source": "/images/a.raw", "source_format": "raw",
             "dest": "/images/a.qcow2", "target_format": "qcow2", "status": "converted"}
-

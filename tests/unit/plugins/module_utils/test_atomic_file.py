@@ -14,6 +14,7 @@ import textwrap
 import pytest
 
 from ansible_collections.kvm.images.plugins.module_utils import atomic_file
+from ansible_collections.kvm.images.tests.unit.plugins.module_utils.fakes import FakeModule
 
 
 def test_temp_files_sit_beside_their_destination_and_are_found_again(tmp_path):
@@ -108,30 +109,12 @@ def test_a_marker_held_by_a_live_process_is_busy_and_free_once_it_dies(tmp_path)
     assert atomic_file.marker_holder(str(tmp_path / "none")) is None
 
 
-class AttributeModule:
-    def __init__(self):
-        self.calls = []
-
-    def selinux_enabled(self):
-        return False
-
-    def set_owner_if_different(self, path, owner, changed):
-        self.calls.append(("owner", owner))
-
-    def set_group_if_different(self, path, group, changed):
-        self.calls.append(("group", group))
-
-    def set_mode_if_different(self, path, mode, changed):
-        os.chmod(path, int(mode, 8))
-        self.calls.append(("mode", mode))
-
-
 def test_new_files_take_the_source_s_attributes_unless_given(tmp_path):
     source, new = tmp_path / "a.raw", tmp_path / "a.qcow2"
     source.write_bytes(b"")
     new.write_bytes(b"")
     os.chmod(source, 0o640)
-    module = AttributeModule()
+    module = FakeModule()
     atomic_file.copy_attributes(module, str(source), str(new), None, None, None)
     assert stat.S_IMODE(os.stat(new).st_mode) == 0o640
     assert module.calls == []

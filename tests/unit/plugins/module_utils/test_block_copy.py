@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.kvm.images.plugins.module_utils import block_copy
+from ansible_collections.kvm.images.plugins.module_utils.atomic_file import live_copy_marker
 from ansible_collections.kvm.images.plugins.module_utils.block_copy import (
     AUTO,
     BACKGROUND,
@@ -22,52 +22,29 @@ from ansible_collections.kvm.images.plugins.module_utils.block_copy import (
     planned_modes,
     write_blocking_supported,
 )
-from ansible_collections.kvm.images.plugins.module_utils.atomic_file import live_copy_marker
 from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImagesError
-from ansible_collections.kvm.images.tests.unit.plugins.module_utils.fake_clock import FakeClock
+from ansible_collections.kvm.images.tests.unit.plugins.module_utils.fakes import FakeClock, MirroringDomain
+
+pytestmark = pytest.mark.usefixtures("live_disk_from_the_fake")
 
 
-class FakeDomain:
-    """A mirror that copies ``rate`` bytes per second of clock time, READY once done."""
+class CopyingDomain(MirroringDomain):
+    """A mirror that copies ``rate`` bytes per second of clock time, READY once done; each call is noted with its
+    arguments."""
 
     def __init__(self, clock, size=100, rate=50, vanish_at=None, pivot_takes=0.05):
-        self.clock = clock
-        self.size = size
+        super().__init__(source="/i/a.raw", size=size, clock=clock)
         self.rate = rate
         self.vanish_at = vanish_at
         self.pivot_takes = pivot_takes
         self.started_at = None
-        self.calls = []
-        self.source = "/i/a.raw"
-        self.active = True
-        self.paused = False
-        self.resume_fails = False
 
-    def isActive(self):
-        return self.active
-
-    def state(self):
-        return [3 if self.paused else 1, 1]
-
-    def suspend(self):
-        self.calls.append(("suspend",))
-        self.paused = True
-
-    def resume(self):
-        import libvirt
-
-        self.calls.append(("resume",))
-        if self.resume_fails:
-            raise libvirt.libvirtError("Timed out during operation: cannot acquire state change lock")
-        self.paused = False
-
-    def name(self):
-        return "web01"
+    def record(self, call, *args):
+        self.calls.append((call, *args))
 
     def blockCopy(self, target, xml, params, flags):
-        self.calls.append(("blockCopy", target, xml, params, flags))
+        super().blockCopy(target, xml, params, flags)
         self.started_at = self.clock()
-        self.write_blocking = bool(flags & BLOCK_COPY_SYNCHRONOUS_WRITES)
 
     def blockJobInfo(self, target, flags):
         if self.started_at is None:
@@ -78,24 +55,14 @@ class FakeDomain:
         return {"type": 2, "bandwidth": 0, "cur": min(self.size, int(elapsed * self.rate)), "end": self.size}
 
     def blockJobAbort(self, target, flags):
-        self.calls.append(("blockJobAbort", target, flags))
         if flags == BLOCK_JOB_ABORT_PIVOT:
             self.clock.now += self.pivot_takes
-            self.source = "/i/a.qcow2"
+        super().blockJobAbort(target, flags)
         self.started_at = None
 
     def mirror_ready(self):
         info = self.blockJobInfo("vda", 0)
         return bool(info) and info["cur"] == info["end"]
-
-
-@pytest.fixture(autouse=True)
-def fake_live_xml(monkeypatch):
-    """live_disk reads the live XML; the fake answers from its own state."""
-    def live_disk(dom, target):
-        return {"source": dom.source, "driver_type": "qcow2" if dom.source.endswith("qcow2") else "raw",
-                "mirror_ready": dom.mirror_ready(), "mirror": dom.started_at is not None}
-    monkeypatch.setattr(block_copy, "live_disk", live_disk)
 
 
 def make(clock, dom, **kwargs):
@@ -105,7 +72,7 @@ def make(clock, dom, **kwargs):
 
 def test_start_flags_and_bandwidth():
     clock = FakeClock()
-    dom = FakeDomain(clock)
+    dom = CopyingDomain(clock)
     make(clock, dom, bandwidth_mib=16).start(persistent=True)
     name, target, xml, params, flags = dom.calls[0]
     assert (name, target, xml) == ("blockCopy", "vda", dest_xml("/i/a.qcow2", "qcow2"))
@@ -115,14 +82,14 @@ def test_start_flags_and_bandwidth():
 
 def test_transient_domain_copies_without_the_transient_job_flag():
     clock = FakeClock()
-    dom = FakeDomain(clock)
+    dom = CopyingDomain(clock)
     make(clock, dom).start(persistent=False)
     assert dom.calls[0][4] == BLOCK_COPY_REUSE_EXT
 
 
 def test_write_blocking_mode_sets_libvirts_synchronous_writes_flag():
     clock = FakeClock()
-    dom = FakeDomain(clock)
+    dom = CopyingDomain(clock)
     copy = make(clock, dom)
     copy.start(persistent=True, mode=WRITE_BLOCKING)
     assert dom.calls[0][4] == BLOCK_COPY_REUSE_EXT | BLOCK_COPY_TRANSIENT_JOB | BLOCK_COPY_SYNCHRONOUS_WRITES
@@ -131,7 +98,7 @@ def test_write_blocking_mode_sets_libvirts_synchronous_writes_flag():
 
 def test_waits_for_ready_then_pivots():
     clock = FakeClock()
-    dom = FakeDomain(clock, size=100, rate=50)
+    dom = CopyingDomain(clock, size=100, rate=50)
     copy = make(clock, dom)
     copy.start(persistent=True)
     copy.wait_ready()
@@ -145,7 +112,7 @@ def test_waits_for_ready_then_pivots():
 
 def test_never_pivots_before_ready_and_aborts_at_the_timeout():
     clock = FakeClock()
-    dom = FakeDomain(clock, size=1000, rate=1)
+    dom = CopyingDomain(clock, size=1000, rate=1)
     copy = make(clock, dom, timeout=5)
     copy.start(persistent=True)
     with pytest.raises(KvmImagesError, match="not ready within 5 s"):
@@ -158,7 +125,7 @@ def test_never_pivots_before_ready_and_aborts_at_the_timeout():
 
 def test_a_job_that_vanishes_is_a_failure():
     clock = FakeClock()
-    dom = FakeDomain(clock, size=1000, rate=10, vanish_at=1.0)
+    dom = CopyingDomain(clock, size=1000, rate=10, vanish_at=1.0)
     copy = make(clock, dom)
     copy.start(persistent=True)
     with pytest.raises(KvmImagesError, match="stopped before it was ready"):
@@ -173,8 +140,8 @@ def test_reconnects_when_libvirtd_restarts_and_follows_the_job():
     import libvirt
 
     clock = FakeClock()
-    dom = FakeDomain(clock, size=100, rate=50)
-    survivor = FakeDomain(clock, size=100, rate=50)
+    dom = CopyingDomain(clock, size=100, rate=50)
+    survivor = CopyingDomain(clock, size=100, rate=50)
     broken = {"left": 2}
 
     def flaky_info(target, flags):
@@ -199,7 +166,7 @@ def test_gives_up_when_libvirtd_stays_away():
     import libvirt
 
     clock = FakeClock()
-    dom = FakeDomain(clock)
+    dom = CopyingDomain(clock)
 
     def never():
         raise libvirt.libvirtError("Failed to connect socket")
@@ -216,7 +183,7 @@ def test_a_guest_that_stops_mid_copy_fails_at_once_without_waiting_for_libvirtd(
     import libvirt
 
     clock = FakeClock()
-    dom = FakeDomain(clock, size=100, rate=1)
+    dom = CopyingDomain(clock, size=100, rate=1)
     reconnects = []
 
     def destroyed(target, flags):
@@ -232,7 +199,7 @@ def test_a_guest_that_stops_mid_copy_fails_at_once_without_waiting_for_libvirtd(
     copy.abort()  # the cleanup path: quiet, the job went with the guest
 
 
-class BusyDomain(FakeDomain):
+class BusyDomain(CopyingDomain):
     """A guest that dirties copied blocks at ``dirty_rate``. A background copy gains only what it copies
     beyond that; a write-blocking one lands the guest's writes on both images, so only its own pass is
     left, and once it is READY ``end`` runs ``in_flight`` bytes ahead of ``cur`` (writes on their way)."""
@@ -327,12 +294,20 @@ def test_write_blocking_where_it_cannot_run_is_refused_before_anything_is_create
         planned_modes(WRITE_BLOCKING, False, " (libvirt 7.10.0, QEMU 7.2.0 here)")
 
 
-def test_a_write_blocking_job_is_aborted_with_the_guest_paused_for_as_long_as_the_abort_takes():
-    """QEMU 7.2 crashed when such a job was cancelled with guest writes in flight; a paused guest has none."""
+def busy_write_blocking_copy(paused=False, resume_fails=False):
+    """A write-blocking copy, started, of a guest that writes faster than it is copied: one ``paused`` before,
+    or one whose resume fails (``resume_fails``)."""
     clock = FakeClock()
     dom = BusyDomain(clock, dirty_rate=50, size=1000, rate=10)
+    dom.paused, dom.resume_fails = paused, resume_fails
     copy = make(clock, dom, timeout=5)
     copy.start(persistent=True, mode=WRITE_BLOCKING)
+    return dom, copy
+
+
+def test_a_write_blocking_job_is_aborted_with_the_guest_paused_for_as_long_as_the_abort_takes():
+    """QEMU 7.2 crashed when such a job was cancelled with guest writes in flight; a paused guest has none."""
+    dom, copy = busy_write_blocking_copy()
     with pytest.raises(KvmImagesError, match="not ready within 5 s"):
         copy.wait_ready()
     copy.abort()
@@ -341,11 +316,7 @@ def test_a_write_blocking_job_is_aborted_with_the_guest_paused_for_as_long_as_th
 
 
 def test_a_guest_paused_before_stays_paused_and_a_background_job_is_aborted_as_it_runs():
-    clock = FakeClock()
-    dom = BusyDomain(clock, dirty_rate=50, size=1000, rate=10)
-    dom.paused = True
-    copy = make(clock, dom, timeout=5)
-    copy.start(persistent=True, mode=WRITE_BLOCKING)
+    dom, copy = busy_write_blocking_copy(paused=True)
     copy.abort()
     assert dom.calls[1:] == [("blockJobAbort", "vda", 0)] and dom.paused
     dom.paused = False
@@ -355,11 +326,7 @@ def test_a_guest_paused_before_stays_paused_and_a_background_job_is_aborted_as_i
 
 
 def test_a_guest_that_cannot_be_resumed_is_an_error_of_its_own_not_swallowed_by_the_cleanup():
-    clock = FakeClock()
-    dom = BusyDomain(clock, dirty_rate=50, size=1000, rate=10)
-    dom.resume_fails = True
-    copy = make(clock, dom, timeout=5)
-    copy.start(persistent=True, mode=WRITE_BLOCKING)
+    _dom, copy = busy_write_blocking_copy(resume_fails=True)
     with pytest.raises(KvmImagesError, match=r"^domain web01 was paused to end its block copy and could not be resumed"
                                              r" \(.*cannot acquire state change lock\); resume it with virsh resume"
                                              r" web01$") as failure:
@@ -370,7 +337,7 @@ def test_a_guest_that_cannot_be_resumed_is_an_error_of_its_own_not_swallowed_by_
 def test_what_is_left_is_the_most_seen_lately_not_the_moment_the_copy_had_just_cleaned_up():
     """Behind a busy guest libvirt shows 1 byte left whenever the copy has just cleaned what the guest dirtied."""
     clock = FakeClock()
-    dom = FakeDomain(clock)
+    dom = CopyingDomain(clock)
     copy = make(clock, dom)
     copy.start(persistent=True, mode=BACKGROUND)
     for left in (40, 30, 1, 25, 1):

@@ -10,23 +10,24 @@ import os
 import pytest
 
 from ansible_collections.kvm.images.plugins.module_utils import block_copy, domain_xml
-from ansible_collections.kvm.images.plugins.module_utils.block_copy import (
-    BACKGROUND,
-    BLOCK_COPY_SYNCHRONOUS_WRITES,
-    BLOCK_JOB_ABORT_PIVOT,
-    WRITE_BLOCKING,
-    LiveConversion,
-    is_leftover_job,
-    mirror_source,
-)
 from ansible_collections.kvm.images.plugins.module_utils.atomic_file import (
     LIVE_COPY_MARK,
     claim_marker,
     live_copy_marker,
     marker_holder,
 )
+from ansible_collections.kvm.images.plugins.module_utils.block_copy import (
+    BACKGROUND,
+    BLOCK_COPY_SYNCHRONOUS_WRITES,
+    WRITE_BLOCKING,
+    LiveConversion,
+    is_leftover_job,
+    mirror_source,
+)
 from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImagesError
-from ansible_collections.kvm.images.tests.unit.plugins.module_utils.fake_clock import FakeClock
+from ansible_collections.kvm.images.tests.unit.plugins.module_utils.fakes import FakeClock, FakeQemu, MirroringDomain
+
+pytestmark = pytest.mark.usefixtures("live_disk_from_the_fake")
 
 DISK = "<disk type='file' device='disk'><source file='/d/a.raw'/><target dev='vda'/>%s</disk>"
 
@@ -41,95 +42,8 @@ def test_mirror_source_reads_both_forms_libvirt_writes(mirror, expected):
     assert mirror_source(domain_xml.parse(DISK % mirror).find("mirror")) == expected
 
 
-class Connection:
-    """The daemon's versions: libvirt 9.0.0 and QEMU 7.2.0, as in the lab, unless told."""
-
-    def __init__(self, libvirt_version=9_000_000, qemu_version=7_002_000):
-        self.libvirt_version = libvirt_version
-        self.qemu_version = qemu_version
-
-    def getLibVersion(self):
-        return self.libvirt_version
-
-    def getVersion(self):
-        return self.qemu_version
-
-
-class StrandedDomain:
-    """A running transient domain whose disk vda is mirrored into ``mirror_to`` by a job nobody follows.
-
-    A write-blocking job (``write_blocking``) runs ``end`` ahead of ``cur`` by the guest writes in flight.
-    """
-
-    def __init__(self, mirror_to, write_blocking=False, connection=None):
-        self.source = "/d/a.raw"
-        self.mirror_to = mirror_to
-        self.write_blocking = write_blocking
-        self.connection = connection or Connection()
-        self.calls = []
-        self.copy_flags = []
-
-    def connect(self):
-        return self.connection
-
-    def state(self):
-        return [3 if "suspend" in self.calls[-1:] else 1, 1]
-
-    def suspend(self):
-        self.calls.append("suspend")
-
-    def resume(self):
-        self.calls.append("resume")
-
-    def name(self):
-        return "web01"
-
-    def isActive(self):
-        return 1
-
-    def isPersistent(self):
-        return 0
-
-    def blockInfo(self, target):
-        return [1 << 20, 1 << 20, 1 << 20]
-
-    def blockJobInfo(self, target, flags):
-        if not self.mirror_to:
-            return {}
-        return {"type": 2, "cur": 1 << 20, "end": (1 << 20) + (4096 if self.write_blocking else 0)}
-
-    def blockCopy(self, target, xml, params, flags):
-        self.calls.append("copy")
-        self.copy_flags.append(flags)
-        self.write_blocking = bool(flags & BLOCK_COPY_SYNCHRONOUS_WRITES)
-        self.mirror_to = domain_xml.parse(xml).find("source").get("file")
-
-    def blockJobAbort(self, target, flags):
-        self.calls.append("pivot" if flags == BLOCK_JOB_ABORT_PIVOT else "abort")
-        if flags == BLOCK_JOB_ABORT_PIVOT:
-            self.source = self.mirror_to
-        self.mirror_to = None
-
-
-class Qemu:
-    def create(self, dest, fmt, capacity, options=None):
-        with open(dest, "wb") as image:
-            image.truncate(capacity)
-
-
-@pytest.fixture(autouse=True)
-def live_disk_from_the_fake(monkeypatch):
-    def live_disk(dom, target):
-        return {"source": dom.source, "driver_type": "qcow2" if dom.source.endswith(".qcow2") else "raw",
-                "device": "disk", "type": "file", "shareable": False, "readonly": False,
-                "mirror": dom.mirror_to is not None,
-                "mirror_ready": dom.mirror_to is not None and getattr(dom, "ready", True),
-                "mirror_source": dom.mirror_to}
-    monkeypatch.setattr(block_copy, "live_disk", live_disk)
-
-
 def conversion(dom, dest, copy_mode="auto"):
-    return LiveConversion(dom, Qemu(), target="vda", dest=dest, fmt="qcow2", options=None, bandwidth_mib=None,
+    return LiveConversion(dom, FakeQemu(), target="vda", dest=dest, fmt="qcow2", options=None, bandwidth_mib=None,
                           timeout=10, copy_mode=copy_mode)
 
 
@@ -159,7 +73,7 @@ def test_a_leftover_job_is_aborted_then_the_copy_starts_again_and_pivots(
     """Whatever mode the killed run's job copies in (the live XML does not tell), it is taken over alike."""
     dest = str(tmp_path / "a.qcow2")
     leave_behind(dest)
-    dom = StrandedDomain(mirror_to=dest, write_blocking=stranded_write_blocking)
+    dom = MirroringDomain(mirror_to=dest, write_blocking=stranded_write_blocking)
     live = conversion(dom, dest, copy_mode)
     reason, disk = live.decide()
     assert "interrupted earlier run" in reason
@@ -174,15 +88,15 @@ def test_a_leftover_job_is_aborted_then_the_copy_starts_again_and_pivots(
 
 def test_a_job_this_collection_did_not_start_is_left_alone(tmp_path):
     dest = str(tmp_path / "a.qcow2")
-    dom = StrandedDomain(mirror_to="/elsewhere/backup.qcow2")
-    with pytest.raises(KvmImagesError, match="into /elsewhere/backup.qcow2.*nothing was created"):
+    dom = MirroringDomain(mirror_to="/elsewhere/backup.qcow2")
+    with pytest.raises(KvmImagesError, match=r"into /elsewhere/backup\.qcow2.*nothing was created"):
         conversion(dom, dest).decide()
     assert dom.calls == [] and not (tmp_path / "a.qcow2").exists()
 
 
 def test_a_job_into_our_path_without_our_marker_is_not_ours(tmp_path):
     dest = str(tmp_path / "a.qcow2")
-    dom = StrandedDomain(mirror_to=dest)
+    dom = MirroringDomain(mirror_to=dest)
     with pytest.raises(KvmImagesError, match="already has a block job"):
         conversion(dom, dest).decide()
     assert dom.calls == []
@@ -191,7 +105,7 @@ def test_a_job_into_our_path_without_our_marker_is_not_ours(tmp_path):
 def test_a_run_killed_after_the_pivot_is_finished_by_the_next(tmp_path, monkeypatch):
     dest = str(tmp_path / "a.qcow2")
     leave_behind(dest)
-    dom = StrandedDomain(mirror_to=None)
+    dom = MirroringDomain(mirror_to=None)
     dom.source = dest
     dom.isPersistent = lambda: 1
     fixed = []
@@ -209,13 +123,13 @@ def test_the_switch_is_in_the_journal_before_the_pivot(tmp_path):
     from ansible_collections.kvm.images.plugins.module_utils.journal import parse_entries
     dest, journal = str(tmp_path / "a.qcow2"), tmp_path / "journal.jsonl"
 
-    class Recording(StrandedDomain):
+    class Recording(MirroringDomain):
         def blockJobAbort(self, target, flags):
             self.calls.append([(e["source"], e["dest"]) for e in parse_entries(journal.read_text())])
             super().blockJobAbort(target, flags)
 
     dom = Recording(mirror_to=None)
-    live = LiveConversion(dom, Qemu(), target="vda", dest=dest, fmt="qcow2", options=None, bandwidth_mib=None,
+    live = LiveConversion(dom, FakeQemu(), target="vda", dest=dest, fmt="qcow2", options=None, bandwidth_mib=None,
                           timeout=10, journal=str(journal))
     live.run(live.decide()[1], pivot=True)
     assert dom.calls == ["copy", [("/d/a.raw", dest)], "pivot"]
@@ -224,8 +138,8 @@ def test_the_switch_is_in_the_journal_before_the_pivot(tmp_path):
 
 def test_no_journal_line_no_pivot(tmp_path):
     dest = str(tmp_path / "a.qcow2")
-    dom = StrandedDomain(mirror_to=None)
-    live = LiveConversion(dom, Qemu(), target="vda", dest=dest, fmt="qcow2", options=None, bandwidth_mib=None,
+    dom = MirroringDomain(mirror_to=None)
+    live = LiveConversion(dom, FakeQemu(), target="vda", dest=dest, fmt="qcow2", options=None, bandwidth_mib=None,
                           timeout=10, journal=str(tmp_path / "missing" / "journal.jsonl"))
     with pytest.raises(KvmImagesError, match="cannot record the switch of web01"):
         live.run(live.decide()[1], pivot=True)
@@ -240,7 +154,7 @@ def test_a_copy_an_orphaned_module_still_follows_is_waited_for_never_taken_over(
     dest = str(tmp_path / "a.qcow2")
     open(dest, "wb").close()
     orphan = claim_marker(live_copy_marker(dest), "4242 web01 vda\n")
-    dom = StrandedDomain(mirror_to=dest, write_blocking=write_blocking)
+    dom = MirroringDomain(mirror_to=dest, write_blocking=write_blocking)
     live = conversion(dom, dest)
     clock = FakeClock()
     with pytest.raises(KvmImagesError, match=r"another process \(pid 4242\) still copies domain web01, disk vda"

@@ -9,7 +9,6 @@ import os
 
 import pytest
 
-from ansible_collections.kvm.images.plugins.module_utils import block_copy
 from ansible_collections.kvm.images.plugins.module_utils.block_copy import (
     BACKGROUND,
     BLOCK_COPY_SYNCHRONOUS_WRITES,
@@ -17,14 +16,16 @@ from ansible_collections.kvm.images.plugins.module_utils.block_copy import (
     LiveConversion,
 )
 from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImagesError
-from ansible_collections.kvm.images.tests.unit.plugins.module_utils.fake_clock import FakeClock
-from ansible_collections.kvm.images.tests.unit.plugins.module_utils.test_block_copy_leftover import (
-    Connection,
-    Qemu,
-    StrandedDomain,
+from ansible_collections.kvm.images.tests.unit.plugins.module_utils.fakes import (
+    FakeClock,
+    FakeConnection,
+    FakeQemu,
+    MirroringDomain,
 )
 
-OLD_DAEMON = Connection(libvirt_version=7_010_000)
+pytestmark = pytest.mark.usefixtures("live_disk_from_the_fake")
+
+OLD_DAEMON = FakeConnection(libvirt_version=7_010_000)
 
 
 class Refusal(Exception):
@@ -37,7 +38,7 @@ class Refusal(Exception):
         return "unsupported flags (0x8) in function qemuDomainBlockCopy"
 
 
-class Refusing(StrandedDomain):
+class Refusing(MirroringDomain):
     """A daemon whose version promises write-blocking copies, but which refuses them."""
 
     def blockCopy(self, target, xml, params, flags):
@@ -47,24 +48,13 @@ class Refusing(StrandedDomain):
         super().blockCopy(target, xml, params, flags)
 
 
-class NeverReady(StrandedDomain):
+class NeverReady(MirroringDomain):
     """A copy that moves but never gets READY (a busy guest under a background copy, or a slow pass)."""
 
     ready = False
 
     def blockJobInfo(self, target, flags):
         return {"type": 2, "cur": 48 << 20, "end": 96 << 20} if self.mirror_to else {}
-
-
-@pytest.fixture(autouse=True)
-def live_disk_from_the_fake(monkeypatch):
-    def live_disk(dom, target):
-        return {"source": dom.source, "driver_type": "qcow2" if dom.source.endswith(".qcow2") else "raw",
-                "device": "disk", "type": "file", "shareable": False, "readonly": False,
-                "mirror": dom.mirror_to is not None,
-                "mirror_ready": dom.mirror_to is not None and getattr(dom, "ready", True),
-                "mirror_source": dom.mirror_to}
-    monkeypatch.setattr(block_copy, "live_disk", live_disk)
 
 
 @pytest.fixture
@@ -74,7 +64,7 @@ def refusal_is_a_libvirt_error(monkeypatch):
 
 
 def conversion(dom, dest, copy_mode="auto", timeout=10):
-    return LiveConversion(dom, Qemu(), target="vda", dest=dest, fmt="qcow2", options=None, bandwidth_mib=4,
+    return LiveConversion(dom, FakeQemu(), target="vda", dest=dest, fmt="qcow2", options=None, bandwidth_mib=4,
                           timeout=timeout, copy_mode=copy_mode)
 
 
@@ -83,14 +73,14 @@ def files(tmp_path):
 
 
 @pytest.mark.parametrize("copy_mode, connection, expected", [
-    ("auto", Connection(), WRITE_BLOCKING),
+    ("auto", FakeConnection(), WRITE_BLOCKING),
     ("auto", OLD_DAEMON, BACKGROUND),
-    ("write_blocking", Connection(), WRITE_BLOCKING),
-    ("background", Connection(), BACKGROUND),
+    ("write_blocking", FakeConnection(), WRITE_BLOCKING),
+    ("background", FakeConnection(), BACKGROUND),
 ], ids=["auto", "auto-on-libvirt-7.10", "write-blocking", "background"])
 def test_the_copy_runs_in_the_mode_planned_and_says_so(tmp_path, copy_mode, connection, expected):
     dest = str(tmp_path / "a.qcow2")
-    dom = StrandedDomain(mirror_to=None, connection=connection)
+    dom = MirroringDomain(mirror_to=None, connection=connection)
     live = conversion(dom, dest, copy_mode)
     result = live.run(live.decide()[1], pivot=True)
     assert live.modes[0] == expected
@@ -102,7 +92,7 @@ def test_the_copy_runs_in_the_mode_planned_and_says_so(tmp_path, copy_mode, conn
 
 
 def test_write_blocking_on_a_daemon_that_cannot_is_refused_before_anything_is_created(tmp_path):
-    dom = StrandedDomain(mirror_to=None, connection=OLD_DAEMON)
+    dom = MirroringDomain(mirror_to=None, connection=OLD_DAEMON)
     with pytest.raises(KvmImagesError, match=r"copy_mode write_blocking needs libvirt 8.0.0 and QEMU 4.2.0 or later"
                                              r" \(libvirt 7.10.0, QEMU 7.2.0 here\); nothing was created"):
         conversion(dom, str(tmp_path / "a.qcow2"), "write_blocking").decide()
@@ -152,15 +142,9 @@ def test_a_copy_that_cannot_finish_gives_up_cleanly_and_says_which_mode_got_how_
 
 
 def test_a_guest_left_paused_by_the_cleanup_is_named_first_in_the_failure(tmp_path):
-    import libvirt
-
-    class Unresumable(NeverReady):
-        def resume(self):
-            self.calls.append("resume")
-            raise libvirt.libvirtError("cannot acquire state change lock")
-
     dest = str(tmp_path / "a.qcow2")
-    dom = Unresumable(mirror_to=None)
+    dom = NeverReady(mirror_to=None)
+    dom.resume_fails = True
     live = conversion(dom, dest, timeout=5)
     clock = FakeClock()
     live.copy.clock, live.copy.sleep = clock, clock.sleep

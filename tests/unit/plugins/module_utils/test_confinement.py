@@ -130,7 +130,11 @@ def test_payload_root_holds_the_collection():
 
 # --- on this host's kernel ----------------------------------------------------------------------------------
 
-def confined(command, access=Access(), limits=Limits()):
+NOTHING_MORE = Access()
+NO_LIMITS = Limits()
+
+
+def confined(command, access=NOTHING_MORE, limits=NO_LIMITS):
     """Run ``command`` through the real launcher, as QemuImg does."""
     env = dict(os.environ, LC_ALL="C", **confinement.launcher_environment())
     return subprocess.run(launcher_argv(sys.executable, command, access, limits), env=env,
@@ -153,6 +157,12 @@ def lab(tmp_path):
 
 def make(*args):
     subprocess.run(qemu_img(*args), check=True, capture_output=True)
+
+
+def confined_conversion(image, dest, *also_read):
+    """qemu-img convert of ``image`` into ``dest``, confined to them and to ``also_read``."""
+    return confined(qemu_img("convert", "-f", "qcow2", "-O", "raw", str(image), str(dest)),
+                    Access(reads=(str(image), *map(str, also_read)), writes=(str(dest),)))
 
 
 def reads_secret(output: bytes) -> bool:
@@ -183,14 +193,12 @@ def test_a_conversion_of_such_an_image_copies_nothing_of_the_host_file(lab):
     image, dest = images / "evil.qcow2", images / ".dest.tmp"
     make("create", "-q", "-f", "qcow2", "-F", "raw", "-b", str(secret), str(image), "1M")
     dest.touch()
-    result = confined(qemu_img("convert", "-f", "qcow2", "-O", "raw", str(image), str(dest)),
-                      Access(reads=(str(image),), writes=(str(dest),)))
+    result = confined_conversion(image, dest)
     assert result.returncode == 1
     assert b"Permission denied" in result.stderr
     assert not reads_secret(dest.read_bytes())
     # The control: allowed to read it, the same conversion does copy the host file.
-    result = confined(qemu_img("convert", "-f", "qcow2", "-O", "raw", str(image), str(dest)),
-                      Access(reads=(str(image), str(secret)), writes=(str(dest),)))
+    result = confined_conversion(image, dest, secret)
     assert result.returncode == 0, result.stderr
     assert reads_secret(dest.read_bytes())
 
@@ -221,8 +229,7 @@ def test_an_external_data_file_is_denied(lab):
     image.write_bytes(bytes(raw))
     dest = images / ".dest.tmp"
     dest.touch()
-    result = confined(qemu_img("convert", "-f", "qcow2", "-O", "raw", str(image), str(dest)),
-                      Access(reads=(str(image),), writes=(str(dest),)))
+    result = confined_conversion(image, dest)
     assert result.returncode == 1
     assert b"Permission denied" in result.stderr
     assert not reads_secret(dest.read_bytes())

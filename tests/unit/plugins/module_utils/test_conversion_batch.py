@@ -17,9 +17,8 @@ from ansible_collections.kvm.images.plugins.module_utils.conversion_batch import
 from ansible_collections.kvm.images.plugins.module_utils.image_convert import Converter
 from ansible_collections.kvm.images.plugins.module_utils.progress import Progress
 from ansible_collections.kvm.images.plugins.module_utils.schedule import MIB, Schedule
-from ansible_collections.kvm.images.tests.unit.plugins.module_utils.test_image_convert import (
-    FakeModule,
-    FakeQemu,
+from ansible_collections.kvm.images.tests.unit.plugins.module_utils.fakes import FakeModule, FakeQemu
+from ansible_collections.kvm.images.tests.unit.plugins.module_utils.image_builders import (
     qcow2_image,
     raw_image,
     request,
@@ -27,18 +26,17 @@ from ansible_collections.kvm.images.tests.unit.plugins.module_utils.test_image_c
 
 
 class SlowQemu(FakeQemu):
-    """Takes ``seconds`` per conversion and counts how many run at the same time."""
+    """Takes ``seconds`` per conversion, counts how many run at the same time, and writes a whole qcow2 image."""
 
-    def __init__(self, seconds=0.2, required=1 << 20, **kwargs):
+    def __init__(self, seconds=0.2, **kwargs):
         super().__init__(**kwargs)
         self.seconds = seconds
-        self.required = required
         self.running = 0
         self.most = 0
         self.lock = threading.Lock()
 
-    def measure(self, *args, **kwargs):
-        return {"required": self.required, "fully_allocated": self.required}
+    def write(self, dest):
+        qcow2_image(pathlib.Path(dest))
 
     def convert(self, src, src_format, dest, dest_format, **kwargs):
         with self.lock:
@@ -47,9 +45,7 @@ class SlowQemu(FakeQemu):
         time.sleep(self.seconds)
         with self.lock:
             self.running -= 1
-        self.converted.append(dest)
-        qcow2_image(pathlib.Path(dest))
-        return ["qemu-img", "convert"]
+        return super().convert(src, src_format, dest, dest_format, **kwargs)
 
 
 def sources(tmp_path, count):

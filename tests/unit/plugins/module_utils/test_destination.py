@@ -26,4 +26,3 @@ def test_destination_never_equals_source():
     for source in ("/i/x.qcow2", "/i/x.raw"):
         for fmt in ("raw", "qcow2"):
             assert destination_path(source, fmt) != source
-

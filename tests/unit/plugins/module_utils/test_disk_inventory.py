@@ -10,25 +10,7 @@ import pytest
 from ansible_collections.kvm.images.plugins.module_utils import disk_inventory
 from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImagesError
 from ansible_collections.kvm.images.plugins.module_utils.libvirt_connection import NO_DOMAIN
-
-
-class Listed:
-    def __init__(self, name):
-        self.domain_name = name
-
-    def name(self):
-        return self.domain_name
-
-
-class Hypervisor:
-    def __init__(self, *names):
-        self.names = names
-
-    def domain(self, name):
-        return Listed(name)
-
-    def domains(self):
-        return [Listed(name) for name in self.names]
+from ansible_collections.kvm.images.tests.unit.plugins.module_utils.fakes import Hypervisor
 
 
 @pytest.fixture
@@ -55,7 +37,8 @@ def test_other_failures_and_a_named_domain_that_vanished_still_fail(gone_while_r
 
 
 @pytest.mark.parametrize("inside_source, reason", [
-    ("<slices><slice type='storage' offset='0' size='1048576'/></slices>", "its source has <slices> (a byte range of the file)"),
+    ("<slices><slice type='storage' offset='0' size='1048576'/></slices>",
+     "its source has <slices> (a byte range of the file)"),
     ("<encryption format='luks'><secret type='passphrase' usage='x'/></encryption>", "encrypted (<encryption>)"),
 ], ids=["slices", "encrypted"])
 def test_sliced_and_encrypted_disks_are_skipped_with_the_reason(inside_source, reason):

@@ -10,40 +10,14 @@ import pytest
 
 from ansible_collections.kvm.images.plugins.module_utils.disk_update import DiskChange, DiskUpdate
 from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImagesError
+from ansible_collections.kvm.images.tests.unit.plugins.module_utils.fakes import FakeDomain, Hypervisor
 
 VDA_TO_QCOW2 = DiskChange("vda", None, "/var/lib/libvirt/images/system.qcow2", "qcow2")
 WEB01 = (pathlib.Path(__file__).parent / "fixtures" / "domain_xml" / "web01.xml").read_text()
 
 
-class FakeConnection:
-    def __init__(self, dom):
-        self.dom = dom
-
-    def defineXML(self, xml):
-        self.dom.defined.append(xml)
-        self.dom.xml = xml
-
-
-class FakeDomain:
-    """XMLDesc answers from a list, so a test can change the definition between two reads."""
-
-    def __init__(self, answers):
-        self.answers = list(answers)
-        self.xml = self.answers[-1]
-        self.defined = []
-
-    def name(self):
-        return "web01"
-
-    def XMLDesc(self, flags):
-        return self.answers.pop(0) if self.answers else self.xml
-
-    def connect(self):
-        return FakeConnection(self)
-
-
 def test_edit_is_defined_and_read_back():
-    dom = FakeDomain([WEB01, WEB01])
+    dom = FakeDomain(answers=[WEB01, WEB01])
     update = DiskUpdate(dom)
     edit = update.plan_changes([VDA_TO_QCOW2])
     assert edit.changed
@@ -55,7 +29,7 @@ def test_edit_is_defined_and_read_back():
 
 def test_a_definition_changed_meanwhile_is_not_overwritten():
     someone_elses = WEB01.replace("<vcpu placement='static'>1</vcpu>", "<vcpu placement='static'>4</vcpu>")
-    dom = FakeDomain([WEB01, someone_elses])
+    dom = FakeDomain(answers=[WEB01, someone_elses])
     update = DiskUpdate(dom)
     edit = update.plan_changes([VDA_TO_QCOW2])
     with pytest.raises(KvmImagesError, match="changed while it was being edited; nothing was written"):
@@ -64,7 +38,7 @@ def test_a_definition_changed_meanwhile_is_not_overwritten():
 
 
 def test_a_definition_that_reads_back_wrong_is_reported():
-    dom = FakeDomain([WEB01, WEB01])
+    dom = FakeDomain(answers=[WEB01, WEB01])
 
     class IgnoringConnection:
         def defineXML(self, xml):
@@ -78,30 +52,9 @@ def test_a_definition_that_reads_back_wrong_is_reported():
                                                   "driver_type": "qcow2"}])
 
 
-class NamedDomain(FakeDomain):
-    def __init__(self, name, running=False):
-        super().__init__([WEB01])
-        self.domain_name = name
-        self.running = running
-
-    def name(self):
-        return self.domain_name
-
-    def isPersistent(self):
-        return 1
-
-    def isActive(self):
-        return int(self.running)
-
-
-class Hypervisor:
-    def __init__(self, *doms):
-        self.doms = {dom.name(): dom for dom in doms}
-
-    def domain(self, name):
-        if name not in self.doms:
-            raise KvmImagesError(f"domain {name} not found on test:///")
-        return self.doms[name]
+def defined_as_web01(name, running=False):
+    """A persistent domain called ``name`` whose definition is web01's."""
+    return FakeDomain(name, xml=WEB01, active=running)
 
 
 def new_images(tmp_path, *names):
@@ -114,7 +67,7 @@ def new_images(tmp_path, *names):
 
 def test_several_disks_of_several_domains_each_domain_defined_once(tmp_path):
     from ansible_collections.kvm.images.plugins.module_utils.disk_update import update_disks
-    web, db = NamedDomain("web02"), NamedDomain("db01", running=True)
+    web, db = defined_as_web01("web02"), defined_as_web01("db01", running=True)
     system, data, db_system = new_images(tmp_path, "system.img", "data.img", "db.img")
     results, edits = update_disks(Hypervisor(web, db), [
         {"name": "web02", "target": "vda", "source": system},
@@ -139,7 +92,7 @@ def test_several_disks_of_several_domains_each_domain_defined_once(tmp_path):
 ], ids=["unknown-target", "missing-source", "unknown-domain", "disk-twice"])
 def test_one_refusal_writes_nothing_for_any_domain(tmp_path, bad, message):
     from ansible_collections.kvm.images.plugins.module_utils.disk_update import update_disks
-    web, db = NamedDomain("web02"), NamedDomain("db01")
+    web, db = defined_as_web01("web02"), defined_as_web01("db01")
     [system] = new_images(tmp_path, "system.img")
     with pytest.raises(KvmImagesError, match=message):
         update_disks(Hypervisor(web, db), [{"name": "web02", "target": "vda", "source": system}, bad],
@@ -149,7 +102,7 @@ def test_one_refusal_writes_nothing_for_any_domain(tmp_path, bad, message):
 
 def test_a_define_failing_midway_names_the_domains_already_updated(tmp_path):
     from ansible_collections.kvm.images.plugins.module_utils.disk_update import update_disks
-    web, db = NamedDomain("web02"), NamedDomain("db01")
+    web, db = defined_as_web01("web02"), defined_as_web01("db01")
     system, db_system = new_images(tmp_path, "system.img", "db.img")
 
     class Refusing:
@@ -168,7 +121,7 @@ def test_a_define_failing_midway_names_the_domains_already_updated(tmp_path):
 
 def test_check_mode_decides_everything_and_defines_nothing(tmp_path):
     from ansible_collections.kvm.images.plugins.module_utils.disk_update import update_disks
-    web = NamedDomain("web02", running=True)
+    web = defined_as_web01("web02", running=True)
     [system] = new_images(tmp_path, "system.img")
     results, edits = update_disks(Hypervisor(web), [{"name": "web02", "target": "vda", "source": system}],
                                   on_running="persist", allowed_backing_dirs=None, apply=False)
@@ -183,7 +136,7 @@ def test_each_switch_is_in_the_journal_before_its_domain_is_defined(tmp_path):
     from ansible_collections.kvm.images.plugins.module_utils.disk_update import update_disks
     from ansible_collections.kvm.images.plugins.module_utils.journal import parse_entries
     journal = tmp_path / "journal.jsonl"
-    web, db = NamedDomain("web02"), NamedDomain("db01")
+    web, db = defined_as_web01("web02"), defined_as_web01("db01")
     system, db_system = new_images(tmp_path, "system.img", "db.img")
     seen_at_define = {}
 
@@ -208,7 +161,7 @@ def test_each_switch_is_in_the_journal_before_its_domain_is_defined(tmp_path):
 
 def test_no_journal_line_no_switch(tmp_path):
     from ansible_collections.kvm.images.plugins.module_utils.disk_update import update_disks
-    web = NamedDomain("web02")
+    web = defined_as_web01("web02")
     [system] = new_images(tmp_path, "system.img")
     with pytest.raises(KvmImagesError, match=r"cannot record the switch of web02 in .*missing/journal.jsonl: "
                                              r"No such file or directory; web02 was not changed"):
@@ -221,28 +174,21 @@ def test_no_journal_line_no_switch(tmp_path):
 def test_check_mode_writes_no_journal(tmp_path):
     from ansible_collections.kvm.images.plugins.module_utils.disk_update import update_disks
     [system] = new_images(tmp_path, "system.img")
-    update_disks(Hypervisor(NamedDomain("web02")), [{"name": "web02", "target": "vda", "source": system}],
+    update_disks(Hypervisor(defined_as_web01("web02")), [{"name": "web02", "target": "vda", "source": system}],
                  on_running="persist", allowed_backing_dirs=None, apply=False, journal=str(tmp_path / "journal.jsonl"))
     assert not (tmp_path / "journal.jsonl").exists()
 
 
 def test_a_domain_gone_since_the_plan_is_left_out_when_asked(tmp_path):
     from ansible_collections.kvm.images.plugins.module_utils.disk_update import update_disks
-    from ansible_collections.kvm.images.plugins.module_utils.libvirt_connection import NO_DOMAIN
-
-    class Renamed(Hypervisor):
-        def domain(self, name):
-            if name == "db01":
-                raise KvmImagesError("domain db01 not found on test:///", libvirt_code=NO_DOMAIN)
-            return super().domain(name)
-
-    web = NamedDomain("web02")
+    web = defined_as_web01("web02")
     system, db_system = new_images(tmp_path, "system.img", "db.img")
-    wanted = [{"name": "web02", "target": "vda", "source": system}, {"name": "db01", "target": "vda", "source": db_system}]
+    wanted = [{"name": "web02", "target": "vda", "source": system},
+              {"name": "db01", "target": "vda", "source": db_system}]
     with pytest.raises(KvmImagesError, match="domain db01 not found"):
-        update_disks(Renamed(web), wanted, on_running="persist", allowed_backing_dirs=None, apply=True)
+        update_disks(Hypervisor(web), wanted, on_running="persist", allowed_backing_dirs=None, apply=True)
     assert web.defined == []
-    results, edits = update_disks(Renamed(web), wanted, on_running="persist", allowed_backing_dirs=None, apply=True,
+    results, edits = update_disks(Hypervisor(web), wanted, on_running="persist", allowed_backing_dirs=None, apply=True,
                                   on_missing="skip")
     assert [(r["name"], r["changed"], r["missing"]) for r in results] == [("web02", True, False), ("db01", False, True)]
     assert [name for name, _edit in edits] == ["web02"] and len(web.defined) == 1
@@ -271,7 +217,7 @@ ENCRYPTED_DISK = WEB01.replace("<target dev='vda' bus='virtio'/>",
 ], ids=["slices", "encrypted-source", "encrypted-disk", "cdrom-format", "cdrom-driver-option"])
 def test_a_disk_whose_image_cannot_be_switched_is_refused_by_name(tmp_path, xml, change, message):
     from ansible_collections.kvm.images.plugins.module_utils.disk_update import update_disks
-    dom = NamedDomain("web01")
+    dom = defined_as_web01("web01")
     dom.xml = xml
     dom.answers = []
     [image] = new_images(tmp_path, "system.img")
@@ -285,10 +231,10 @@ def test_a_disk_whose_image_cannot_be_switched_is_refused_by_name(tmp_path, xml,
 
 def test_driver_options_of_a_sliced_disk_may_still_change():
     from ansible_collections.kvm.images.plugins.module_utils.disk_update import update_disks
-    dom = NamedDomain("web01")
+    dom = defined_as_web01("web01")
     dom.xml = SLICED
     dom.answers = []
-    results, edits = update_disks(Hypervisor(dom), [{"name": "web01", "target": "vda", "cache": "writeback"}],
-                                  on_running="persist", allowed_backing_dirs=None, apply=True)
+    results, _edits = update_disks(Hypervisor(dom), [{"name": "web01", "target": "vda", "cache": "writeback"}],
+                                   on_running="persist", allowed_backing_dirs=None, apply=True)
     assert results[0]["reason"] == "vda: cache none -> writeback"
     assert len(dom.defined) == 1 and "<slices>" in dom.defined[0]

@@ -9,37 +9,7 @@ import pytest
 from ansible_collections.kvm.images.plugins.module_utils.domain_power import PowerControl, bring_all, power_action
 from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImagesError
 from ansible_collections.kvm.images.plugins.module_utils.journal import pending_restarts
-from ansible_collections.kvm.images.tests.unit.plugins.module_utils.fake_clock import FakeClock
-
-
-class FakeDomain:
-    """A guest that turns off ``off_after`` seconds after the shutdown request (never if None)."""
-
-    def __init__(self, clock, off_after, name="web01"):
-        self.domain_name = name
-        self.clock = clock
-        self.off_after = off_after
-        self.requested_at = None
-        self.destroyed = False
-        self.calls = []
-
-    def name(self):
-        return self.domain_name
-
-    def shutdown(self):
-        self.calls.append("shutdown")
-        self.requested_at = self.clock()
-
-    def destroy(self):
-        self.calls.append("destroy")
-        self.destroyed = True
-
-    def isActive(self):
-        if self.destroyed:
-            return False
-        if self.requested_at is None or self.off_after is None:
-            return True
-        return self.clock() - self.requested_at < self.off_after
+from ansible_collections.kvm.images.tests.unit.plugins.module_utils.fakes import FakeClock, FakeDomain
 
 
 @pytest.mark.parametrize("current, desired, expected", [
@@ -60,7 +30,7 @@ def test_power_action_refuses_to_start_a_paused_domain():
 
 def test_graceful_shutdown_within_timeout():
     clock = FakeClock()
-    domain = FakeDomain(clock, off_after=3)
+    domain = FakeDomain(clock=clock, off_after=3)
     result = PowerControl(clock=clock, sleep=clock.sleep).shutdown([domain], timeout=10, force_off=True)["web01"]
     assert result["forced"] is False
     assert 3 <= result["duration_s"] < 4
@@ -69,7 +39,7 @@ def test_graceful_shutdown_within_timeout():
 
 def test_guest_ignoring_acpi_is_left_running_without_force():
     clock = FakeClock()
-    domain = FakeDomain(clock, off_after=None)
+    domain = FakeDomain(clock=clock, off_after=None)
     with pytest.raises(KvmImagesError) as caught:
         PowerControl(clock=clock, sleep=clock.sleep).shutdown([domain], timeout=5, force_off=False)
     assert caught.value.msg == ("domain web01 did not shut down within 5 s after an ACPI shutdown request; it is"
@@ -80,30 +50,23 @@ def test_guest_ignoring_acpi_is_left_running_without_force():
 
 def test_guest_ignoring_acpi_is_powered_off_when_allowed():
     clock = FakeClock()
-    domain = FakeDomain(clock, off_after=None)
+    domain = FakeDomain(clock=clock, off_after=None)
     result = PowerControl(clock=clock, sleep=clock.sleep).shutdown([domain], timeout=5, force_off=True)["web01"]
     assert result["forced"] is True
     assert domain.calls == ["shutdown", "destroy"]
 
 
 class JournaledDomain(FakeDomain):
-    """Also answers libvirt's state() and create(), and notes what the journal held at each request."""
+    """Notes what the journal held at each shutdown request."""
 
     def __init__(self, clock, off_after, journal, name="web01"):
-        super().__init__(clock, off_after, name)
+        super().__init__(name, clock=clock, off_after=off_after)
         self.journal = journal
         self.seen = []
-
-    def state(self):
-        return (1 if self.isActive() else 5), 0
 
     def shutdown(self):
         self.seen.append(pending_restarts(self.journal.read_text()) if self.journal.exists() else [])
         super().shutdown()
-
-    def create(self):
-        self.calls.append("create")
-        self.destroyed, self.requested_at = False, None
 
 
 def bring(domain, desired, clock, journal, apply=True):

@@ -54,7 +54,8 @@ def test_skip_reasons(target, domain, reason):
 def test_live_source_differing_from_the_definition_is_skipped():
     disk = dict(disks_by_target()["vda"], live_source="/var/lib/libvirt/images/system.qcow2")
     assert disk_skip_reason(disk, DOMAIN) == (
-        "the running domain uses /var/lib/libvirt/images/system.qcow2, its definition /var/lib/libvirt/images/system.raw")
+        "the running domain uses /var/lib/libvirt/images/system.qcow2,"
+        " its definition /var/lib/libvirt/images/system.raw")
 
 
 def test_a_file_shared_by_two_domains_is_left_alone_in_both():

@@ -130,7 +130,7 @@ def test_check_mode_applies_the_rules_of_a_real_run_and_writes_nothing(tmp_path,
     clock.now += age
     before = path.read_text()
     checking = HostLock(str(path), "run-b", clock=clock, sleep=clock.sleep)
-    action, holder = expected
+    action, _holder = expected
     if action == "wait":
         with pytest.raises(KvmImagesError, match=r"another run \(killed-run, for 10 s\) holds the lock .*; waited 0 s"):
             checking.acquire(wait_timeout=600, stale_after=3600, take_over=take_over, apply=False)
@@ -152,6 +152,6 @@ def test_check_mode_release_writes_nothing(tmp_path):
     assert lock.release(apply=False) == {"changed": True}
     assert (tmp_path / "lock").exists()
     assert HostLock(path, "run-a").acquire(0, 3600, apply=False) == {"changed": False, "taken_over": None}
-    assert HostLock(str(tmp_path / "free"), "run-a").acquire(0, 3600, apply=False) == {"changed": True,
-                                                                                        "taken_over": None}
+    assert HostLock(str(tmp_path / "free"), "run-a").acquire(0, 3600, apply=False) == {
+        "changed": True, "taken_over": None}
     assert not (tmp_path / "free").exists()

@@ -6,34 +6,18 @@
 from __future__ import annotations
 
 import os
-import struct
 
 import pytest
 
 from ansible_collections.kvm.images.plugins.module_utils import atomic_file, image_convert
 from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImagesError
-from ansible_collections.kvm.images.plugins.module_utils.image_convert import Converter, Request, decide
-
-
-def raw_image(path, size=1 << 20):
-    path.write_bytes(b"\x5a" * 4096)
-    os.truncate(path, size)
-    return str(path)
-
-
-def qcow2_image(path, size=1 << 20, snapshots=0):
-    header = bytearray(4096)
-    struct.pack_into(">4sIQIIQIIQQIIQ", header, 0, b"QFI\xfb", 3, 0, 0, 16, size, 0, 0, 0x30000, 0x10000, 1,
-                     snapshots, 0)
-    struct.pack_into(">QQQII", header, 72, 0, 0, 0, 4, 112)
-    path.write_bytes(bytes(header))
-    os.truncate(path, 0x40000)
-    return str(path)
-
-
-def request(src, **kwargs):
-    return Request(src=src, src_format=kwargs.pop("src_format", "raw"), dest=kwargs.pop("dest", None),
-                   format=kwargs.pop("format", "qcow2"), **kwargs)
+from ansible_collections.kvm.images.plugins.module_utils.image_convert import Converter, decide
+from ansible_collections.kvm.images.tests.unit.plugins.module_utils.fakes import FakeModule, FakeQemu
+from ansible_collections.kvm.images.tests.unit.plugins.module_utils.image_builders import (
+    qcow2_image,
+    raw_image,
+    request,
+)
 
 
 def test_new_conversion(tmp_path):
@@ -96,46 +80,6 @@ def test_source_with_a_forged_header_is_refused(tmp_path):
         decide(request(src))
 
 
-class FakeQemu:
-    """Stands in for QemuImg: writes the target like qemu-img would, or fails like it."""
-
-    def __init__(self, fail_with=None, identical=True, check_status="clean"):
-        self.fail_with = fail_with
-        self.identical = identical
-        self.check_status = check_status
-        self.checked = []
-        self.converted = []
-
-    def convert(self, src, src_format, dest, dest_format, **kwargs):
-        self.converted.append(dest)
-        with open(dest, "wb") as handle:
-            handle.write(b"partial")
-        if self.fail_with:
-            raise KvmImagesError(self.fail_with)
-        return ["qemu-img", "convert"]
-
-    def info(self, path, fmt, **kwargs):
-        return {"virtual-size": 1 << 20}
-
-    def compare(self, *args, **kwargs):
-        return self.identical
-
-    def check(self, path, fmt, **kwargs):
-        self.checked.append(path)
-        return {"status": self.check_status, "corruptions": 2 if self.check_status == "corrupt" else 0}
-
-
-class FakeModule:
-    def __init__(self):
-        self.cleanup = []
-
-    def add_cleanup_file(self, path):
-        self.cleanup.append(path)
-
-    def selinux_enabled(self):
-        return False
-
-
 @pytest.mark.parametrize("qemu, message", [
     (FakeQemu(fail_with="qemu-img convert failed: No space left on device"), "No space left on device"),
     (FakeQemu(identical=False), "verification failed: qemu-img compare found"),
@@ -161,7 +105,7 @@ def test_a_good_conversion_is_renamed_into_place(tmp_path):
 
 def test_internal_snapshots_are_never_silently_dropped(tmp_path):
     src = qcow2_image(tmp_path / "web.qcow2", snapshots=2)
-    with pytest.raises(KvmImagesError, match="it holds 2 internal snapshot.s., which a conversion would drop"):
+    with pytest.raises(KvmImagesError, match=r"it holds 2 internal snapshot\(s\), which a conversion would drop"):
         decide(request(src, src_format="qcow2", format="raw"))
 
 
@@ -231,7 +175,7 @@ def test_a_destination_written_meanwhile_is_never_replaced(tmp_path):
     src = raw_image(tmp_path / "web.raw")
     dest = str(tmp_path / "copy.raw")
     req = request(src, format="raw", dest=dest)
-    with pytest.raises(KvmImagesError, match="copy.raw changed while this run converted .*left as it is"):
+    with pytest.raises(KvmImagesError, match=r"copy\.raw changed while this run converted .*left as it is"):
         Converter(FakeModule(), RacingQemu(dest)).run(decide(req), req, None, None, None)
     assert sorted(os.listdir(tmp_path)) == ["copy.raw", "web.raw"]
     assert (tmp_path / "copy.raw").read_bytes() == b"the other run's image"

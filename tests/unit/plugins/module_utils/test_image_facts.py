@@ -5,39 +5,13 @@
 
 from __future__ import annotations
 
-from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImagesError
 from ansible_collections.kvm.images.plugins.module_utils.image_facts import gather_each
-
-
-class FakeQemu:
-    """Records what qemu-img would be asked; fails for one path like a qemu-img error."""
-
-    def __init__(self, broken=None):
-        self.broken = broken
-        self.calls = []
-
-    def info(self, path, fmt, force_share=False, backing_chain=False, backing=()):
-        self.calls.append(("info", path, fmt, force_share))
-        if path == self.broken:
-            raise KvmImagesError(f"qemu-img info failed for {path}: Could not open")
-        return {"format": fmt, "virtual-size": 1 << 20, "actual-size": 4096}
-
-    def check(self, path, fmt, force_share=False, backing=()):
-        self.calls.append(("check", path, fmt, force_share))
-        return {"status": "clean"}
-
-    def measure(self, path, fmt, target, force_share=False, backing=()):
-        self.calls.append(("measure", path, fmt, target))
-        return {"required": 1 << 20, "fully_allocated": 1 << 20}
-
-
-def raw(path):
-    path.write_bytes(b"\x00" * 4096)
-    return str(path)
+from ansible_collections.kvm.images.tests.unit.plugins.module_utils.fakes import FakeQemu
+from ansible_collections.kvm.images.tests.unit.plugins.module_utils.image_builders import raw_image
 
 
 def test_each_image_gets_its_own_options_or_the_call_s(tmp_path):
-    first, second = raw(tmp_path / "a.raw"), raw(tmp_path / "b.raw")
+    first, second = raw_image(tmp_path / "a.raw"), raw_image(tmp_path / "b.raw")
     qemu = FakeQemu()
     results = gather_each(qemu, [{"path": first, "format": "raw", "check": True},
                                  {"path": second, "format": None, "check": None}],
@@ -51,7 +25,7 @@ def test_each_image_gets_its_own_options_or_the_call_s(tmp_path):
 
 
 def test_one_unreadable_image_fails_alone(tmp_path):
-    good, bad = raw(tmp_path / "good.raw"), raw(tmp_path / "bad.raw")
+    good, bad = raw_image(tmp_path / "good.raw"), raw_image(tmp_path / "bad.raw")
     results = gather_each(FakeQemu(broken=bad), [{"path": bad}, {"path": str(tmp_path / "missing.raw")},
                                                  {"path": str(tmp_path)}, {"path": good}],
                           {"format": "raw"})

@@ -27,6 +27,13 @@ from ansible_collections.kvm.images.plugins.module_utils.image_safety import (
     safety_problems,
     vet_image,
 )
+from ansible_collections.kvm.images.tests.differential.corpus import (
+    VHDX_ITEMS,
+    VHDX_METADATA_REGION,
+    VHDX_PARENT_LOCATOR,
+    ms_guid,
+)
+from ansible_collections.kvm.images.tests.differential.corpus import crc32c as bitwise_crc32c
 
 GIB = 1 << 30
 MIB = 1 << 20
@@ -115,27 +122,10 @@ def fixed_vhd(current_size=4 * MIB, geometry=(130, 16, 63), creator=b"qemu"):
     return data + vpc_footer(current_size, *geometry, creator=creator, disk_type=2, data_offset=2**64 - 1)
 
 
-def bitwise_crc32c(data):
-    crc = 0xFFFFFFFF
-    for byte in data:
-        crc ^= byte
-        for _bit in range(8):
-            crc = (crc >> 1) ^ (0x82F63B78 & -(crc & 1))
-    return crc ^ 0xFFFFFFFF
-
-
-def ms_guid(data1, data2, data3, data4):
-    return struct.pack("<IHH", data1, data2, data3) + bytes.fromhex(data4)
-
-
-VHDX_BAT = ms_guid(0x2DC27766, 0xF623, 0x4200, "9d64115e9bfd4a08")
-VHDX_METADATA = ms_guid(0x8B7CA206, 0x4790, 0x4B9A, "b8fe575f050f886e")
-VHDX_FILE_PARAMETERS = ms_guid(0xCAA16737, 0xFA36, 0x4D43, "b3b633f0aa44e76b")
-VHDX_VIRTUAL_SIZE = ms_guid(0x2FA54224, 0xCD1B, 0x4876, "b2115dbed83bf4b8")
-VHDX_LOGICAL = ms_guid(0x8141BF1D, 0xA96F, 0x4709, "ba47f233a8faab5f")
-VHDX_PHYSICAL = ms_guid(0xCDA348C7, 0x445D, 0x4471, "9cc9e9885251c556")
-VHDX_PAGE83 = ms_guid(0xBECA12AB, 0xB2E6, 0x4523, "93efc309e000c746")
-VHDX_PARENT = ms_guid(0xA8D35F2D, 0xB30B, 0x454D, "abf7d3d84834ab0c")
+# Two more VHDX GUIDs as the spec prints them. The others and the bit-by-bit CRC-32C come from the corpus of
+# tests/differential: all made apart from the inspector's own.
+VHDX_BAT = ms_guid("2DC27766-F623-4200-9D64-115E9BFD4A08")
+VHDX_PAGE83 = ms_guid("BECA12AB-B2E6-4523-93EF-C309E000C746")
 
 
 def vhdx_header(sequence, log_guid=bytes(16), version=1):
@@ -156,15 +146,15 @@ def vhdx_image(virtual_size=GIB, logical=512, block_size=32 * MIB, bits=0, paren
     table = bytearray(64 << 10)
     struct.pack_into("<4sIII", table, 0, b"regi", 0, 2, 0)
     struct.pack_into("<16sQII", table, 16, VHDX_BAT, 512 << 10, 64 << 10, 1)
-    struct.pack_into("<16sQII", table, 48, VHDX_METADATA, 256 << 10, 128 << 10, 1)
+    struct.pack_into("<16sQII", table, 48, VHDX_METADATA_REGION, 256 << 10, 128 << 10, 1)
     struct.pack_into("<I", table, 4, bitwise_crc32c(bytes(table)) ^ (0 if region_crc_ok else 1))
     image[192 << 10:256 << 10] = table
-    items = [(VHDX_FILE_PARAMETERS, struct.pack("<II", block_size, bits)),
-             (VHDX_VIRTUAL_SIZE, struct.pack("<Q", virtual_size)),
-             (VHDX_LOGICAL, struct.pack("<I", logical)), (VHDX_PHYSICAL, struct.pack("<I", 4096)),
-             (VHDX_PAGE83, os.urandom(16))]
+    items = [(VHDX_ITEMS["file_parameters"], struct.pack("<II", block_size, bits)),
+             (VHDX_ITEMS["virtual_size"], struct.pack("<Q", virtual_size)),
+             (VHDX_ITEMS["logical_sector"], struct.pack("<I", logical)),
+             (VHDX_ITEMS["physical_sector"], struct.pack("<I", 4096)), (VHDX_PAGE83, os.urandom(16))]
     if parent_locator:
-        items.append((VHDX_PARENT, bytes(20)))
+        items.append((VHDX_PARENT_LOCATOR, bytes(20)))
     metadata = 256 << 10
     struct.pack_into("<8sHH", image, metadata, b"metadata", 0, len(items))
     position = 64 << 10
@@ -305,7 +295,8 @@ def test_raw_disk_carrying_a_forged_qcow2_header_pointing_at_shadow():
     assert report.detected_format == "qcow2"
     assert report.backing_file == "/etc/shadow"
     problems = safety_problems(report, "raw", path="/var/lib/libvirt/images/web.raw")
-    assert problems == ["declared raw, but the image starts with a qcow2 header (a guest can write one into its raw disk)"]
+    assert problems == [
+        "declared raw, but the image starts with a qcow2 header (a guest can write one into its raw disk)"]
 
 
 def test_declared_qcow2_with_a_raw_header():

@@ -12,24 +12,7 @@ import pytest
 
 from ansible_collections.kvm.images.plugins.module_utils import module_run
 from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImagesError
-
-
-class Exited(Exception):
-    pass
-
-
-class FakeModule:
-    def __init__(self):
-        self.exited = None
-        self.failed = None
-
-    def exit_json(self, **result):
-        self.exited = result
-        raise Exited()
-
-    def fail_json(self, **result):
-        self.failed = result
-        raise Exited()
+from ansible_collections.kvm.images.tests.unit.plugins.module_utils.fakes import Exited, FakeModule
 
 
 def run(behaviour):

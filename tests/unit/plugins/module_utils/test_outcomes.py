@@ -15,7 +15,8 @@ def test_outcome_records_take_sizes_and_pause_from_the_module():
     [planned] = plan_disks([domain()], "qcow2")
     live = {"dest_actual_size": 10, "src_actual_size": 30, "duration_s": 1.5, "verified": True, "max_pause_s": 0.1}
     [record] = outcome_records([planned], [live], "hv1", downtime_s=None, running=True)
-    assert (record["host"], record["status"], record["dest_size"], record["source_size"]) == ("hv1", "converted", 10, 30)
+    assert (record["host"], record["status"], record["dest_size"], record["source_size"]) == (
+        "hv1", "converted", 10, 30)
     assert record["downtime_s"] == 0.1
     assert record["verified"] is True
     offline = {"dest_actual_size": 10, "duration_s": 1.5, "verified": False}
@@ -27,8 +28,6 @@ def test_outcome_records_take_sizes_and_pause_from_the_module():
 def test_outcome_records_refuse_mismatched_lengths():
     with pytest.raises(ValueError):
         outcome_records(plan_disks([domain()], "qcow2"), [], "hv1")
-
-
 
 
 def shut_off_disks():
@@ -83,8 +82,6 @@ def test_offline_outcome_fails_a_domain_gone_during_the_run_and_keeps_the_others
 def test_offline_outcome_needs_a_result_per_disk():
     with pytest.raises(ValueError, match="3 disks but 2 conversion results"):
         offline_outcome(shut_off_disks(), [CONVERTED] * 2, "hv1")
-
-
 
 
 def test_a_deferred_disk_holds_its_domain_back_and_says_so():

@@ -74,7 +74,8 @@ SAFE = {"safe": True, "problems": []}
     ({"safety": SAFE, "is_iso": True}, "skip", "an ISO 9660 image attached as a disk; left as it is"),
     ({"safety": SAFE, "snapshots": [{"id": "1", "name": "before-upgrade"}]}, "skip",
      "the image holds 1 internal snapshot(s), which a conversion would drop"),
-], ids=["clean", "leaks-only", "raw-unsupported", "incomplete", "unsafe", "corrupt", "failed", "no-verdict", "missing", "iso-as-disk", "internal-snapshots"])
+], ids=["clean", "leaks-only", "raw-unsupported", "incomplete", "unsafe", "corrupt", "failed", "no-verdict", "missing",
+        "iso-as-disk", "internal-snapshots"])
 def test_apply_preflight(fields, action, reason_part):
     [record] = plan_disks([domain()], "qcow2")
     [merged] = apply_preflight([record], [preflight_result(record, **fields)])
@@ -88,7 +89,8 @@ def test_apply_preflight(fields, action, reason_part):
 
 def two_disks_to_convert_and_one_already_done():
     return plan_disks([domain("web01", "running"),
-                       domain("db01", "shut off", [disk("vda", "/images/db.raw"), disk("vdb", "/images/db.qcow2", "qcow2")])],
+                       domain("db01", "shut off",
+                              [disk("vda", "/images/db.raw"), disk("vdb", "/images/db.qcow2", "qcow2")])],
                       "qcow2")
 
 
@@ -121,5 +123,3 @@ def test_a_looped_result_missing_for_a_disk_never_passes():
     records = two_disks_to_convert_and_one_already_done()
     with pytest.raises(ValueError, match="no image result for db01 vda"):
         apply_preflight(records, [preflight_result(records[0], safety=SAFE)])
-
-

@@ -24,6 +24,7 @@ from ansible_collections.kvm.images.plugins.module_utils.qemu_img import (
     info_argv,
     measure_argv,
 )
+from ansible_collections.kvm.images.tests.unit.plugins.module_utils.fakes import FakeModule
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures" / "qemu_img"
 
@@ -77,20 +78,6 @@ def test_relative_and_protocol_paths_are_refused(path):
 def test_unknown_format_is_refused():
     with pytest.raises(KvmImagesError, match="unknown image format"):
         info_argv("/i/a", "host_device")
-
-
-class FakeModule:
-    def __init__(self, answers):
-        self.answers = list(answers)
-        self.calls = []
-
-    def get_bin_path(self, name, required=False):
-        return f"/usr/bin/{name}"
-
-    def run_command(self, argv, environ_update=None):
-        assert self.answers, f"unexpected command {argv}"
-        self.calls.append((argv, environ_update))
-        return self.answers.pop(0)
 
 
 def fixture(name):
@@ -178,8 +165,10 @@ def test_garbage_output_fails_closed():
 
 def test_other_errors_carry_the_last_stderr_line():
     with pytest.raises(QemuImgError) as caught:
-        QemuImg(FakeModule([(1, "", "qemu-img: Could not open '/i/x': No such file or directory\n")])).info("/i/x", "raw")
-    assert caught.value.msg == "qemu-img info of /i/x failed: qemu-img: Could not open '/i/x': No such file or directory"
+        QemuImg(FakeModule([(1, "", "qemu-img: Could not open '/i/x': No such file or directory\n")])).info(
+            "/i/x", "raw")
+    assert caught.value.msg == ("qemu-img info of /i/x failed:"
+                                " qemu-img: Could not open '/i/x': No such file or directory")
     assert caught.value.details["cmd"] == ["info", "--output=json", "-f", "raw", "/i/x"]
 
 

@@ -41,8 +41,6 @@ def test_rollback_respects_include_and_exclude():
         assert record["reason"] == "domain not selected by the include and exclude patterns"
 
 
-
-
 def test_rollback_takes_the_last_switch_to_what_the_disk_uses_now():
     """A journal line is written before its switch: a later line whose switch failed must not hide the real one."""
     real = converted_record()
@@ -62,5 +60,3 @@ def test_rollback_of_a_disk_switched_twice_goes_back_one_step():
     now = [domain(disks=[disk(source="/images/b.qcow2", fmt="qcow2")])]
     [record] = rollback_plan([first, second], now)
     assert (record["action"], record["source"], record["dest"]) == ("convert", "/images/b.qcow2", "/images/a.qcow2")
-
-

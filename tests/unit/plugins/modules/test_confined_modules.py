@@ -75,7 +75,8 @@ def assert_nothing_leaked(directory, secret):
     for name in os.listdir(directory):
         path = os.path.join(directory, name)
         if os.path.isfile(path) and path != str(secret):
-            assert SECRET.strip() not in open(path, "rb").read(), f"{path} holds the host file's bytes"
+            with open(path, "rb") as written:
+                assert SECRET.strip() not in written.read(), f"{path} holds the host file's bytes"
 
 
 @pytest.mark.parametrize("inspector", ["trusting_inspector", "misreading_inspector"])
@@ -107,7 +108,7 @@ def test_info_fails_instead_of_reading_the_host_file(trusting_inspector, planted
 
 def test_the_same_image_with_its_backing_file_allowed_converts(planted, capsys, tmp_path):
     """The control: the failures above come from the confinement, not from the image."""
-    _images, secret, image = planted
+    _images, _secret, image = planted
     dest = tmp_path / "images" / "guest.raw"
     result = run_module(qemu_image_convert, {"src": str(image), "src_format": "qcow2", "dest": str(dest),
                                              "format": "raw", "allowed_backing_dirs": [str(tmp_path)]}, capsys)
@@ -117,7 +118,7 @@ def test_the_same_image_with_its_backing_file_allowed_converts(planted, capsys, 
 
 def test_disabled_confinement_relies_on_the_inspector_alone(trusting_inspector, planted, capsys):
     """What the opt-out gives up: with the inspector wrong, the host file is copied."""
-    images, secret, image = planted
+    images, _secret, image = planted
     dest = images / "guest.raw"
     result = run_module(qemu_image_convert, {"src": str(image), "src_format": "qcow2", "dest": str(dest),
                                              "format": "raw", "confinement": "disabled",
