@@ -60,7 +60,8 @@ def playbook(inventory: str, name: str, extra: list[str], pipelining: bool, coun
     started = time.monotonic()
     with tempfile.TemporaryDirectory() as cwd:
         done = subprocess.run([str(VENV / "bin" / "ansible-playbook"), "-i", inventory, "-f", "12",
-                               f"kvm.images.{name}", *extra], cwd=cwd, env=env, capture_output=True, text=True, check=False)
+                               f"kvm.images.{name}", *extra], cwd=cwd, env=env, capture_output=True, text=True,
+                              check=False)
     wall = time.monotonic() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
