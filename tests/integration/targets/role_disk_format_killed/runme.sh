@@ -5,8 +5,9 @@
 # defined (the running one never stops); the next run, with no hand cleanup, takes over
 # the dead run's lock and stranded block job and converges; the one after changes
 # nothing; and the rollback finds the switch the killed run made in its journal. Last, a
-# run killed while it has the running guest shut down for an offline conversion: the next
-# run converts it and starts it again, instead of leaving it off.
+# run killed while it has the running guest shut down for an offline conversion: a run that cannot
+# start it again fails by name and gives the lock back; the next run converts it and starts it
+# again, instead of leaving it off.
 set -euo pipefail
 
 target=role_disk_format_killed
@@ -100,6 +101,14 @@ kill -9 -- "-$run"
 sleep 3
 [ "$("${virsh[@]}" domstate "$live")" = "shut off" ] || fail "$live was started again by the killed run"
 [ "$(sha256sum <"$lab/live.raw")" = "$live_sum" ] || fail "live.raw changed"
+
+echo "== run 6a: the guest the killed run left off cannot start (its disk is away): the host fails by name"
+mv "$lab/live.raw" "$lab/live.raw.away"
+if converge > "$lab/run6a.log" 2>&1; then fail "a guest that cannot start again went unreported"; fi
+grep -q "$live on localhost, shut down by an interrupted run, could not all be started again: cannot start domain $live" \
+  "$lab/run6a.log" || { cat "$lab/run6a.log"; fail "the failure to start $live is not named"; }
+[ ! -e "$lab/state/lock" ] || fail "the failed run kept the hypervisor's lock"
+mv "$lab/live.raw.away" "$lab/live.raw"
 
 echo "== run 6: converts the guest the killed run left off, and starts it again"
 converge | tee "$lab/run6.log"
