@@ -109,7 +109,8 @@ def fleet_report(records: list[dict[str, t.Any]], *, play_hosts: list[str], acti
     active = set(play_hosts if active_hosts is None else active_hosts)
     hosts = [by_host.get(host) or missing_host(host, failed=host not in active or active_hosts is None)
              for host in play_hosts]
-    hosts += [record for host, record in by_host.items() if host not in set(play_hosts)]
+    in_play = set(play_hosts)
+    hosts += [record for host, record in by_host.items() if host not in in_play]
     disks = [disk for host in hosts for disk in host["disks"]]
     domains = {name for host in hosts for name in host["domains"]}
     overrides = {name for host in hosts for name in host.get("settings", {}).get("overrides", [])}
