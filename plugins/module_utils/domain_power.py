@@ -61,10 +61,12 @@ class PowerControl:
         if still_up and not force_off:
             names = ", ".join(domain.name() for domain in still_up)
             off = ", ".join(sorted(done)) or "none"
+            subject = f"domain {names} did not" if len(still_up) == 1 else f"domains {names} did not"
+            running = "it is still running" if len(still_up) == 1 else "they are still running"
             raise KvmImagesError(
-                f"domain {names} did not shut down within {timeout:g} s after an ACPI shutdown request;"
-                f" it is still running and nothing was changed (set force_off to power it off)."
-                + (f" Shut off meanwhile: {off}" if len(domains) > 1 else ""),
+                f"{subject} shut down within {timeout:g} s after an ACPI shutdown request;"
+                f" {running} and nothing was changed (set force_off to power {'it' if len(still_up) == 1 else 'them'}"
+                " off)." + (f" Shut off meanwhile: {off}." if len(domains) > 1 else ""),
                 domain=still_up[0].name() if len(still_up) == 1 else [domain.name() for domain in still_up],
                 timeout=timeout, shut_off=sorted(done))
         for domain in still_up:

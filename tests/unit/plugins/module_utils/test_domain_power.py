@@ -122,5 +122,16 @@ def test_one_of_several_that_stays_up_fails_by_name_and_is_not_left_pending(tmp_
         bring_all([stubborn, fine], "shutoff", shutdown_timeout=3, force_off=False, journal=str(journal), apply=True,
                   control=PowerControl(clock=clock, sleep=clock.sleep))
     assert caught.value.msg.startswith("domain db01 did not shut down within 3 s")
-    assert caught.value.msg.endswith("Shut off meanwhile: web01")
+    assert caught.value.msg.endswith("Shut off meanwhile: web01.")
     assert pending_restarts(journal.read_text()) == ["web01"]
+
+
+def test_several_that_stay_up_are_named_together():
+    clock = FakeClock()
+    first, second = FakeDomain("db01", clock=clock, off_after=None), FakeDomain("db02", clock=clock, off_after=None)
+    with pytest.raises(KvmImagesError) as caught:
+        PowerControl(clock=clock, sleep=clock.sleep).shutdown([first, second], timeout=2, force_off=False)
+    assert caught.value.msg == ("domains db01, db02 did not shut down within 2 s after an ACPI shutdown request; they"
+                                " are still running and nothing was changed (set force_off to power them off)."
+                                " Shut off meanwhile: none.")
+    assert "destroy" not in first.calls + second.calls
