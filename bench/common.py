@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import signal
 import subprocess
 import sys
 import tempfile
@@ -15,6 +16,10 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 VENV = pathlib.Path(os.environ.get("KVM_IMAGES_VENV", ROOT / ".venv"))
 COLLECTIONS = ROOT / "build" / "collections"
 COPIED: list[bool] = []
+
+# A bench stopped with kill (SIGTERM) still runs its finally and removes the guests it defined; without this
+# they stay defined and later runs see them on the host.
+signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
 
 
 def collections_path() -> str:
