@@ -116,8 +116,9 @@ def main() -> None:
             overhead, one, ten = overhead_per_extra_guest(by_guests)
             print(f"{label}: 1 guest {one[0]:.2f} s (in qemu and shutdowns {one[1]:.2f} s),"
                   f" 10 guests {ten[0]:.2f} s (in qemu and shutdowns {ten[1]:.2f} s)")
+            target = "<= 1.5 s" if label == "running guests, offline" else "< 1 s"
             print(f"{label}: orchestration overhead per extra guest beyond qemu and shutdowns: {overhead:.2f} s"
-                  " (target < 1 s)")
+                  f" (target {target})")
         by_label = {label: {str(k): v for k, v in by_guests.items()} for label, by_guests in runs.items()}
         print(json.dumps({"converged": converged, "runs": by_label}))
     finally:
