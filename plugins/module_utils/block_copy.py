@@ -316,9 +316,13 @@ class BlockCopy:
             self.sleep(0.05)
         return pause
 
-    def finish_without_pivot(self) -> None:
-        """Keep the copy as it is at READY and leave the guest on its disk."""
-        self.dom.blockJobAbort(self.target, 0)
+    def end(self) -> None:
+        """End our job without a pivot: the copy stays as it is and the guest on its disk. A write-blocking job
+        ends with the guest paused (see end_paused)."""
+        if self.mode == WRITE_BLOCKING:
+            self.end_paused()
+        else:
+            self.dom.blockJobAbort(self.target, 0)
 
     def abort_leftover(self) -> None:
         """End a copy job a killed earlier run left behind; the guest stays on its source. Its mode is unknown
@@ -365,10 +369,7 @@ class BlockCopy:
         try:
             if not self.job():
                 return
-            if self.mode == WRITE_BLOCKING:
-                self.end_paused()
-            else:
-                self.dom.blockJobAbort(self.target, 0)
+            self.end()
         except KvmImagesError as exc:
             if exc.details.get("left_paused"):
                 raise
@@ -517,7 +518,7 @@ class LiveConversion:
                 if self.dom.isPersistent():
                     fix_persistent(self.dom, self.target, self.dest, self.fmt)
             else:
-                libvirt_call(f"cannot end the block copy of {self.copy.where()}", self.copy.finish_without_pivot)
+                libvirt_call(f"cannot end the block copy of {self.copy.where()}", self.copy.end)
         except BaseException as exc:
             if self.progress is not None:
                 self.progress.finish(self.dest, "failed")

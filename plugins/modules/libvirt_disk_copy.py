@@ -98,8 +98,8 @@ options:
         costing nothing measurable); a guest writing flat out, about 900 MiB/s into the host's page cache, lost
         40 % of its write rate. A guest that does not write pays nothing. Needs libvirt 8.0 and QEMU 4.2 or
         later.
-      - A write-blocking copy that has to be aborted (O(timeout), a failure) is aborted with the guest paused for
-        as long as the abort takes (0.07 to 0.27 s in tests). Aborting one while guest writes were in flight
+      - A write-blocking copy that has to be aborted (O(timeout), a failure) or ended without a pivot
+        (O(pivot=false)) is ended with the guest paused for as long as that takes (0.07 to 0.27 s in tests). Aborting one while guest writes were in flight
         crashed QEMU 7.2, and the guest with it, in 2 of 20 tries under a busy test guest; a paused guest has no
         write in flight, and none of 30 such aborts crashed.
       - V(auto) uses V(write_blocking) where the daemon and its QEMU support it (and V(background) if the daemon
@@ -124,7 +124,7 @@ options:
     description:
       - Switch the guest to the copy once it is ready.
       - When V(false), the job is ended at READY without a pivot, leaving a point-in-time copy in O(dest) and the
-        guest on its original disk.
+        guest on its original disk (a write-blocking job with the guest paused for that moment, see O(copy_mode)).
     type: bool
     default: true
   verify:

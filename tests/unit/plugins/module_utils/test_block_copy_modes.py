@@ -154,3 +154,14 @@ def test_a_guest_left_paused_by_the_cleanup_is_named_first_in_the_failure(tmp_pa
     assert "; resume it with virsh resume web01; the block copy was not ready within 5 s" in failure.value.msg
     assert failure.value.details["left_paused"] and failure.value.details["attempts"][0]["mode"] == WRITE_BLOCKING
     assert dom.calls == ["copy", "suspend", "abort", "resume"]
+
+
+@pytest.mark.parametrize("copy_mode, ended", [("auto", ["suspend", "abort", "resume"]), ("background", ["abort"])])
+def test_a_copy_kept_without_a_pivot_ends_as_an_abort_does(tmp_path, copy_mode, ended):
+    """pivot: false ends a write-blocking job too, so with the guest paused as well."""
+    dest = str(tmp_path / "a.qcow2")
+    dom = MirroringDomain(mirror_to=None)
+    live = conversion(dom, dest, copy_mode)
+    result = live.run(live.decide()[1], pivot=False)
+    assert dom.calls == ["copy"] + ended and not result["pivoted"]
+    assert dom.source == "/d/a.raw" and files(tmp_path) == ["a.qcow2"]
