@@ -49,11 +49,13 @@ def human_duration(seconds: float) -> str:
     return f"{seconds} s"
 
 
-def progress_line(item: dict[str, t.Any], now: float) -> str:
-    """``web01 vda: 42 % of 20.0 GiB at 180.3 MiB/s, 1 min 12 s left (offline)``."""
+def progress_line(item: dict[str, t.Any]) -> str:
+    """``web01 vda: 42 % of 20.0 GiB at 180.3 MiB/s, 1 min 12 s left (offline)``.
+
+    The rate is the bytes done by the item's last update over the time since it started, both on the managed
+    host's clock: the controller's may differ from it."""
     done, total = int(item.get("done") or 0), int(item.get("total") or 0)
-    started = item.get("started")
-    elapsed = max(now - (now if started is None else float(started)), 0.001)
+    elapsed = max(float(item.get("updated") or 0) - float(item.get("started") or 0), 0.001)
     rate = done / elapsed
     percent = 100.0 * done / total if total else 0.0
     left = f"{human_duration((total - done) / rate)} left" if rate > 0 and total > done else "finishing"
@@ -65,11 +67,11 @@ def progress_line(item: dict[str, t.Any], now: float) -> str:
             + (f" ({mode})" if mode else ""))
 
 
-def progress_lines(host: str, progress: dict[str, t.Any] | None, now: float) -> list[str]:
+def progress_lines(host: str, progress: dict[str, t.Any] | None) -> list[str]:
     """One line per disk still copying, verifying or pivoting."""
     if not progress:
         return []
-    return [f"[{host}] {progress_line(item, now)}" for item in progress.get("items", [])
+    return [f"[{host}] {progress_line(item)}" for item in progress.get("items", [])
             if item.get("phase") in PHASES_SHOWN]
 
 
@@ -115,7 +117,7 @@ class ProgressAction(ActionBase):
                 break
             if time.monotonic() - printed >= interval:
                 printed = time.monotonic()
-                for line in progress_lines(host, self.read_progress(progress_file, task_vars), time.time()):
+                for line in progress_lines(host, self.read_progress(progress_file, task_vars)):
                     display.display(line)
         self._execute_module(module_name="ansible.legacy.async_status", task_vars=task_vars,
                              module_args={"jid": jid, "mode": "cleanup", "_async_dir": async_dir})

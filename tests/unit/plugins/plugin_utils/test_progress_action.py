@@ -26,20 +26,20 @@ def test_human_duration(seconds, text):
 
 
 def test_a_line_says_how_far_how_fast_and_how_long_still():
-    item = {"label": "web01 vda", "done": 4 << 30, "total": 10 << 30, "started": 100.0, "phase": "copying",
-            "mode": "offline"}
-    assert progress_line(item, 120.0) == "web01 vda: 40 % of 10.0 GiB at 204.8 MiB/s, 30 s left (offline)"
+    item = {"label": "web01 vda", "done": 4 << 30, "total": 10 << 30, "started": 100.0, "updated": 120.0,
+            "phase": "copying", "mode": "offline"}
+    assert progress_line(item) == "web01 vda: 40 % of 10.0 GiB at 204.8 MiB/s, 30 s left (offline)"
 
 
 def test_only_disks_in_progress_get_a_line():
     progress = {"items": [
-        {"label": "web01 vda", "done": 1 << 30, "total": 2 << 30, "started": 0.0, "phase": "copying",
-         "mode": "live, write_blocking"},
+        {"label": "web01 vda", "done": 1 << 30, "total": 2 << 30, "started": 0.0, "updated": 10.0,
+         "phase": "copying", "mode": "live, write_blocking"},
         {"label": "web01 vdb", "done": 2, "total": 2, "started": 0.0, "phase": "done"},
-        {"label": "db01 vda", "done": 2 << 30, "total": 2 << 30, "started": 0.0, "phase": "verifying",
-         "mode": "offline"},
+        {"label": "db01 vda", "done": 2 << 30, "total": 2 << 30, "started": 0.0, "updated": 10.0,
+         "phase": "verifying", "mode": "offline"},
     ]}
-    lines = progress_lines("hv1", progress, 10.0)
+    lines = progress_lines("hv1", progress)
     assert lines == ["[hv1] web01 vda: 50 % of 2.0 GiB at 102.4 MiB/s, 10 s left (live, write_blocking)",
                      "[hv1] db01 vda: 100 % of 2.0 GiB at 204.8 MiB/s, verifying (offline)"]
-    assert progress_lines("hv1", None, 1.0) == []
+    assert progress_lines("hv1", None) == []
