@@ -99,9 +99,9 @@ options:
         40 % of its write rate. A guest that does not write pays nothing. Needs libvirt 8.0 and QEMU 4.2 or
         later.
       - A write-blocking copy that has to be aborted (O(timeout), a failure) or ended without a pivot
-        (O(pivot=false)) is ended with the guest paused for as long as that takes (0.07 to 0.27 s in tests). Aborting one while guest writes were in flight
-        crashed QEMU 7.2, and the guest with it, in 2 of 20 tries under a busy test guest; a paused guest has no
-        write in flight, and none of 30 such aborts crashed.
+        (O(pivot=false)) is ended with the guest paused for as long as that takes (0.07 to 0.27 s in tests).
+        Aborting one while guest writes were in flight crashed QEMU 7.2, and the guest with it, in 2 of 20 tries
+        under a busy test guest; a paused guest has no write in flight, and none of 30 such aborts crashed.
       - V(auto) uses V(write_blocking) where the daemon and its QEMU support it (and V(background) if the daemon
         refuses write-blocking at the start), V(background) elsewhere. Starting in the background and restarting
         in write-blocking mode once the copy stopped gaining on the guest was measured too. On busy test guests
