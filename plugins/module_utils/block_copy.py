@@ -21,9 +21,11 @@ from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImages
 from ansible_collections.kvm.images.plugins.module_utils.journal import record_before, switch_entry
 from ansible_collections.kvm.images.plugins.module_utils.libvirt_connection import (
     LibvirtError,
+    daemon_versions,
     inactive_xml,
     libvirt_call,
     live_xml,
+    version_text,
 )
 from ansible_collections.kvm.images.plugins.module_utils.progress import Progress
 
@@ -88,10 +90,6 @@ def persistent_disk(dom: t.Any, target: str) -> dict[str, t.Any]:
 def write_blocking_supported(libvirt_version: int, qemu_version: int) -> bool:
     """Whether the daemon (``getLibVersion``) and its QEMU (``getVersion``) can copy in write-blocking mode."""
     return libvirt_version >= WRITE_BLOCKING_MIN_LIBVIRT and qemu_version >= WRITE_BLOCKING_MIN_QEMU
-
-
-def version_text(version: int) -> str:
-    return f"{version // 1_000_000}.{version // 1000 % 1000}.{version % 1000}"
 
 
 def planned_modes(requested: str, supported: bool, versions: str = "") -> list[str]:
@@ -455,9 +453,7 @@ class LiveConversion:
         """The modes the copy will try, from what was asked and what the daemon and its QEMU can do."""
         if self.copy_mode == BACKGROUND:
             return [BACKGROUND]
-        conn = self.dom.connect()
-        libvirt_version = libvirt_call("cannot read the libvirt version", conn.getLibVersion)
-        qemu_version = libvirt_call("cannot read the QEMU version", conn.getVersion)
+        libvirt_version, qemu_version = daemon_versions(self.dom.connect())
         return planned_modes(self.copy_mode, write_blocking_supported(libvirt_version, qemu_version),
                              f" (libvirt {version_text(libvirt_version)}, QEMU {version_text(qemu_version)} here)")
 

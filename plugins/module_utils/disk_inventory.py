@@ -14,10 +14,12 @@ from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImages
 from ansible_collections.kvm.images.plugins.module_utils.formats import TARGET_FORMATS
 from ansible_collections.kvm.images.plugins.module_utils.libvirt_connection import (
     NO_DOMAIN,
+    daemon_versions,
     inactive_xml,
     libvirt_call,
     live_xml,
     state_name,
+    version_text,
 )
 
 
@@ -126,17 +128,13 @@ def add_filesystems(domains: list[dict[str, t.Any]]) -> list[dict[str, t.Any]]:
     return sorted(found.values(), key=lambda entry: entry["id"])
 
 
-def version_string(number: int) -> str:
-    """libvirt's packed versions: 9000000 -> 9.0.0, 7002022 -> 7.2.22."""
-    return f"{number // 1000000}.{number // 1000 % 1000}.{number % 1000}"
-
-
 def hypervisor_versions(connection: t.Any) -> dict[str, str]:
     """The libvirt daemon's and its QEMU's versions, and the Python that runs the modules."""
     conn = connection.conn
+    libvirt_version, qemu_version = daemon_versions(conn)
     return {
-        "libvirt_version": version_string(libvirt_call("cannot read libvirt's version", conn.getLibVersion)),
-        "qemu_version": version_string(libvirt_call("cannot read QEMU's version", conn.getVersion)),
+        "libvirt_version": version_text(libvirt_version),
+        "qemu_version": version_text(qemu_version),
         "python_version": platform.python_version(),
         "hostname": libvirt_call("cannot read the host name", conn.getHostname),
     }

@@ -111,3 +111,14 @@ def live_xml(dom: t.Any) -> str:
 def state_name(dom: t.Any) -> str:
     state, _reason = libvirt_call(f"cannot read the state of {dom.name()}", dom.state)
     return STATE_NAMES.get(state, f"unknown ({state})")
+
+
+def daemon_versions(conn: t.Any) -> tuple[int, int]:
+    """The daemon's libvirt and its QEMU's versions, packed as libvirt gives them (9000000 for 9.0.0)."""
+    return (libvirt_call("cannot read libvirt's version", conn.getLibVersion),
+            libvirt_call("cannot read QEMU's version", conn.getVersion))
+
+
+def version_text(version: int) -> str:
+    """libvirt's packed versions: 9000000 -> 9.0.0, 7002022 -> 7.2.22."""
+    return f"{version // 1_000_000}.{version // 1000 % 1000}.{version % 1000}"
