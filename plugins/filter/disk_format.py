@@ -127,8 +127,8 @@ def disk_format_outcomes(disks: list[dict[str, t.Any]], task_results: list[dict[
 @role_filter
 def disk_format_offline_outcome(disks: list[dict[str, t.Any]], convert_results: list[dict[str, t.Any]], host: str,
                                 update_result: dict[str, t.Any] | None = None,
-                                downtime_s: float | None = 0) -> dict[str, t.Any]:
-    return offline_outcome(disks, convert_results, host, update_result, downtime_s)
+                                downtime_s: float | None = 0, running: bool = False) -> dict[str, t.Any]:
+    return offline_outcome(disks, convert_results, host, update_result, downtime_s, running)
 
 
 @role_filter

@@ -62,13 +62,14 @@ def held_back(disk: dict[str, t.Any], siblings: list[tuple[str, str, str]]) -> t
 
 def offline_outcome(disks: list[dict[str, t.Any]], convert_results: list[dict[str, t.Any]], host: str,
                     update_result: dict[str, t.Any] | None = None,
-                    downtime_s: float | None = 0) -> dict[str, t.Any]:
+                    downtime_s: float | None = 0, running: bool = False) -> dict[str, t.Any]:
     """Domains converted offline together: which to point at their new images, and what became of each disk.
 
     ``convert_results`` are qemu_image_convert's results, in the order of ``disks``. A domain is pointed at its
     new images only when every one of its disks converted. ``update_result`` is the libvirt_disk_update
     result, once it ran: a domain it did not update failed with its message; so did one it found no longer
-    defined (undefined or renamed during the run), whose new images stay, verified and unused.
+    defined (undefined or renamed during the run), whose new images stay, verified and unused. ``running``:
+    the domains were shut down for the conversion and started again, so the moved ones run on their new images.
     """
     if len(disks) != len(convert_results):
         raise ValueError(f"{len(disks)} disks but {len(convert_results)} conversion results")
@@ -88,7 +89,7 @@ def offline_outcome(disks: list[dict[str, t.Any]], convert_results: list[dict[st
         elif name in domain_errors:
             status, why = "failed", domain_errors[name]
         else:
-            results.append(converted_record(disk, result, host, downtime_s=downtime_s, running=False))
+            results.append(converted_record(disk, result, host, downtime_s=downtime_s, running=running))
             continue
         key = "error" if status == "failed" else "reason"
         results.append(dict(disk, host=host, status=status, **{key: why}))

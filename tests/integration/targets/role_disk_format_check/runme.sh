@@ -3,7 +3,8 @@
 # shut-off guest to convert, a running guest to copy live and a guest pinned to raw, the check run reports
 # changes (RECAP changed > 0) with a diff naming each domain and its qcow2 driver, and writes nothing on the
 # hypervisor - no image, no definition, no journal, no lock, no state directory. The real run that follows
-# makes those changes; a check run after it reports none. No run prints a warning.
+# makes those changes; a check run after it reports none. Then a running guest taken offline with its
+# originals not kept runs again on its qcow2 and its original is gone. No run prints a warning.
 set -euo pipefail
 
 target=role_disk_format_check
@@ -13,9 +14,10 @@ prefix=kvm-images-it-check-
 off=${prefix}off
 live=${prefix}live
 pinned=${prefix}pinned
+down=${prefix}down
 
 cleanup() {
-  "${labctl[@]}" remove "$off" "$live" "$pinned" >/dev/null
+  "${labctl[@]}" remove "$off" "$live" "$pinned" "$down" >/dev/null
   rm -rf "$lab"
 }
 fresh_lab
@@ -91,4 +93,24 @@ echo "== check mode once converged: nothing to do"
 migrate --check --diff > "$lab/check-again.log" 2>&1 || { cat "$lab/check-again.log"; fail "the second check failed"; }
 [ "$(recap_changed "$lab/check-again.log")" = 0 ] || fail "check mode reports changes on a converged host"
 no_warning "$lab/check-again.log"
+
+echo "== a running guest taken offline, originals not kept: started again on its qcow2, its original removed"
+dd if=/dev/urandom of="$lab/down.raw" bs=1M count=16 status=none
+cp "$lab/down.raw" "$lab/down.bytes"
+"${labctl[@]}" define --name "$down" --serial "$lab/down.log" --disk "$lab/down.raw" --start >/dev/null
+"${labctl[@]}" wait-serial "$lab/down.log" --pattern "KVMIMAGES-CHECKSUM vda" --timeout 300 >/dev/null
+migrate -e disk_format_method=offline -e disk_format_keep_source=false -e '{"disk_format_include": ["'"$down"'"]}' \
+  > "$lab/down-run.log" 2>&1 || { cat "$lab/down-run.log"; fail "the offline run of $down failed"; }
+[ "$("${virsh[@]}" domstate "$down")" = "running" ] || fail "$down was not started again"
+[ "$(source_of "$down")" = "$lab/down.qcow2" ] && [ "$(defined_source_of "$down")" = "$lab/down.qcow2" ] ||
+  fail "$down does not run on its qcow2"
+qemu-img compare -q -U -f raw -F qcow2 "$lab/down.bytes" "$lab/down.qcow2" || fail "down.qcow2 differs from down.raw"
+[ ! -e "$lab/down.raw" ] || fail "the original of $down, started again on its qcow2, was kept"
+[ -e "$lab/off.raw" ] || fail "the original of $off was removed"
+python3 - "$lab/report/report.json" "$down" <<'PY' || fail "the report does not say $down runs on its new image"
+import json, sys
+[disk] = [d for d in json.load(open(sys.argv[1]))["disks"] if d["domain"] == sys.argv[2]]
+assert disk["status"] == "converted" and disk["running"] is True and disk["downtime_s"] > 0, disk
+PY
+no_warning "$lab/down-run.log"
 echo "check-mode test passed"

@@ -54,6 +54,17 @@ def test_offline_outcome_points_only_domains_whose_every_disk_converted():
     assert by_disk[("db01", "vdb")]["error"] == failed["msg"]
 
 
+def test_offline_outcome_of_guests_started_again_says_which_disks_run_on_their_new_images():
+    disks = shut_off_disks()
+    failed = {"failed": True, "msg": "qemu-img convert of /images/db-data.raw failed: No space left on device"}
+    results = offline_outcome(disks, [CONVERTED, CONVERTED, failed], "hv1", downtime_s=4.2, running=True)["results"]
+    assert [(r["domain"], r["status"], r.get("running")) for r in results] == [
+        ("web02", "converted", True), ("db01", "failed", None), ("db01", "failed", None)]
+    assert results[0]["downtime_s"] == 4.2
+    shut_off = offline_outcome(disks, [CONVERTED] * 3, "hv1")["results"]
+    assert [r["running"] for r in shut_off] == [False, False, False]
+
+
 def test_offline_outcome_fails_the_domains_an_update_did_not_reach():
     disks = shut_off_disks()
     update = {"failed": True, "msg": "cannot define db01: storage is read-only (domains already updated: web02)",
