@@ -4,7 +4,8 @@
 # changes (RECAP changed > 0) with a diff naming each domain and its qcow2 driver, and writes nothing on the
 # hypervisor - no image, no definition, no journal, no lock, no state directory. The real run that follows
 # makes those changes; a check run after it reports none. Then a running guest taken offline with its
-# originals not kept runs again on its qcow2 and its original is gone. No run prints a warning.
+# originals not kept runs again on its qcow2 and its original is gone, and one whose live copy cannot start
+# fails the host in that disk's own words while it runs on. No run without a failure prints a warning.
 set -euo pipefail
 
 target=role_disk_format_check
@@ -15,9 +16,10 @@ off=${prefix}off
 live=${prefix}live
 pinned=${prefix}pinned
 down=${prefix}down
+foreign=${prefix}foreign
 
 cleanup() {
-  "${labctl[@]}" remove "$off" "$live" "$pinned" "$down" >/dev/null
+  "${labctl[@]}" remove "$off" "$live" "$pinned" "$down" "$foreign" >/dev/null
   rm -rf "$lab"
 }
 fresh_lab
@@ -113,4 +115,23 @@ import json, sys
 assert disk["status"] == "converted" and disk["running"] is True and disk["downtime_s"] > 0, disk
 PY
 no_warning "$lab/down-run.log"
+
+echo "== a running guest whose live copy cannot start: the host fails in the disk's own words, the guest runs on"
+dd if=/dev/urandom of="$lab/foreign.raw" bs=1M count=16 status=none
+echo "not ours" > "$lab/foreign.qcow2"
+"${labctl[@]}" define --name "$foreign" --serial "$lab/foreign.log" --disk "$lab/foreign.raw" --start >/dev/null
+"${labctl[@]}" wait-serial "$lab/foreign.log" --pattern "KVMIMAGES-CHECKSUM vda" --timeout 300 >/dev/null
+if migrate -e '{"disk_format_include": ["'"$foreign"'"]}' > "$lab/foreign-run.log" 2>&1; then
+  fail "a live copy onto a file it does not own went through"
+fi
+grep -q "$foreign vda ($lab/foreign.raw): $lab/foreign.qcow2 exists; a block copy would overwrite it. Nothing was changed; $foreign runs on, each disk on the image it was using." \
+  "$lab/foreign-run.log" || { cat "$lab/foreign-run.log"; fail "the failure is not in the disk's own words"; }
+[ "$(source_of "$foreign")" = "$lab/foreign.raw" ] && [ "$("${virsh[@]}" domstate "$foreign")" = "running" ] ||
+  fail "$foreign does not run on its original"
+[ "$(cat "$lab/foreign.qcow2")" = "not ours" ] || fail "the file at the destination was touched"
+python3 - "$lab/report/report.json" "$foreign" <<'PY' || fail "the report does not say why $foreign failed"
+import json, sys
+[disk] = [d for d in json.load(open(sys.argv[1]))["disks"] if d["domain"] == sys.argv[2]]
+assert disk["status"] == "failed" and "exists; a block copy would overwrite it" in disk["error"], disk
+PY
 echo "check-mode test passed"
