@@ -28,6 +28,7 @@ from ansible_collections.kvm.images.plugins.module_utils.libvirt_connection impo
     version_text,
 )
 from ansible_collections.kvm.images.plugins.module_utils.progress import Progress
+from ansible_collections.kvm.images.plugins.module_utils.qemu_img import held_by_qemu
 
 # libvirt constants, named here so the logic can be tested without libvirt.
 BLOCK_COPY_REUSE_EXT = 2
@@ -397,10 +398,12 @@ class LiveConversion:
     def __init__(self, dom: t.Any, qemu: t.Any, *, target: str, dest: str, fmt: str,
                  options: dict[str, t.Any] | None, bandwidth_mib: int | None, timeout: float,
                  reconnect: t.Callable[[], t.Any] | None = None, journal: str | None = None,
-                 copy_mode: str = AUTO, progress: Progress | None = None, label: str | None = None) -> None:
+                 copy_mode: str = AUTO, progress: Progress | None = None, label: str | None = None,
+                 force: bool = False) -> None:
         self.dom = dom
         self.progress = progress
         self.copy_mode = copy_mode
+        self.force = force
         self.modes: list[str] = []
         self.journal = journal
         self.qemu = qemu
@@ -443,11 +446,17 @@ class LiveConversion:
         if not os.path.isdir(os.path.dirname(self.dest)):
             raise KvmImagesError(f"destination directory {os.path.dirname(self.dest)} does not exist;"
                                  " nothing was created", dest=self.dest)
+        replaced = ""
         if os.path.lexists(self.dest) and not os.path.exists(live_copy_marker(self.dest)):
-            raise KvmImagesError(f"{self.dest} exists; a block copy would overwrite it. Nothing was changed",
-                                 dest=self.dest)
+            if not self.force:
+                raise KvmImagesError(f"{self.dest} exists; a block copy would overwrite it. Nothing was changed",
+                                     dest=self.dest)
+            if not os.path.isfile(self.dest) or held_by_qemu(self.dest):
+                raise KvmImagesError(f"{self.dest} exists and is not a regular file out of QEMU's use; a block copy"
+                                     " does not replace it, even with force. Nothing was changed", dest=self.dest)
+            replaced = f"; replaces the existing {self.dest} (force)"
         self.modes = self.plan_modes()
-        return f"{disk['source']} ({disk['driver_type']}) -> {self.dest} ({self.fmt}), live", disk
+        return f"{disk['source']} ({disk['driver_type']}) -> {self.dest} ({self.fmt}), live{replaced}", disk
 
     def plan_modes(self) -> list[str]:
         """The modes the copy will try, from what was asked and what the daemon and its QEMU can do."""

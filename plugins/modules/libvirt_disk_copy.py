@@ -131,6 +131,14 @@ options:
     description: After the pivot, check the new image (C(qemu-img check) of a qcow2, and its virtual size).
     type: bool
     default: true
+  force:
+    description:
+      - Replace an existing O(dest) that is not the destination of an unfinished copy of this module (the stale
+        image a rollback kept, say). Without it such a file is refused.
+      - A file that is not a regular file, or that QEMU holds (a guest runs on it), is refused even with it.
+    type: bool
+    default: false
+    version_added: 0.2.0
 """
 
 EXAMPLES = r"""
@@ -293,7 +301,7 @@ def copy_live(module: AnsibleModule, connection: LibvirtConnection, qemu: t.Any,
     live = LiveConversion(dom, qemu, target=params["target"], dest=params["dest"], fmt=params["format"],
                           options=qcow2_options(params), bandwidth_mib=params["bandwidth"], timeout=params["timeout"],
                           reconnect=reconnect, journal=params["journal"], copy_mode=params["copy_mode"],
-                          progress=progress, label=params["label"])
+                          progress=progress, label=params["label"], force=params["force"])
     waited = 0.0 if module.check_mode else live.wait_for_earlier_process(params["timeout"])
     reason, disk = live.decide()
     result = {"changed": reason is not None, "dest": params["dest"], "format": params["format"],
@@ -346,6 +354,7 @@ def main() -> None:
             timeout=dict(type="int", default=3600),
             pivot=dict(type="bool", default=True),
             verify=dict(type="bool", default=True),
+            force=dict(type="bool", default=False),
             label=dict(type="str"),
         ),
         supports_check_mode=True,

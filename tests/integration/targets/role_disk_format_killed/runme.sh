@@ -87,10 +87,18 @@ converge -e disk_format_rollback=true | tee "$lab/rollback.log"
 [ "$(sha256sum <"$lab/off.raw")" = "$off_sum" ] || fail "off.raw rolled back to other content"
 off_xml=$("${virsh[@]}" dumpxml --inactive "$off")
 grep -q "type='raw'" <<<"$off_xml" || fail "$off not declared raw"
-echo "== run 5: kill -9 while the running guest is shut down for an offline conversion"
 # Migrating again after the rollback: the qcow2 images it kept are stale, and replaced.
 [ -e "$lab/live.qcow2" ] || fail "the rollback did not keep live.qcow2"
 [ -e "$lab/off.qcow2" ] || fail "the rollback did not keep off.qcow2"
+
+echo "== check mode after the rollback: the stale images it kept would be replaced, live and offline; nothing is"
+stale_sums=$(sha256sum "$lab/live.qcow2" "$lab/off.qcow2")
+converge --check > "$lab/check.log" 2>&1 || { cat "$lab/check.log"; fail "check mode failed on the images a rollback kept"; }
+grep -Eq '^localhost +: .*changed=[1-9]' "$lab/check.log" || fail "check mode predicted no change"
+[ "$(sha256sum "$lab/live.qcow2" "$lab/off.qcow2")" = "$stale_sums" ] || fail "check mode touched the stale images"
+[ "$(source_of "$live")" = "$lab/live.raw" ] || fail "check mode moved $live"
+
+echo "== run 5: kill -9 while the running guest is shut down for an offline conversion"
 start_run -e disk_format_method=offline
 for ((step = 0; step < 1200; step++)); do
   [ "$("${virsh[@]}" domstate "$live" 2>/dev/null)" = "shut off" ] && break

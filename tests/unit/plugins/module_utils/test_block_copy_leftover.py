@@ -42,9 +42,9 @@ def test_mirror_source_reads_both_forms_libvirt_writes(mirror, expected):
     assert mirror_source(domain_xml.parse(DISK % mirror).find("mirror")) == expected
 
 
-def conversion(dom, dest, copy_mode="auto"):
+def conversion(dom, dest, copy_mode="auto", force=False):
     return LiveConversion(dom, FakeQemu(), target="vda", dest=dest, fmt="qcow2", options=None, bandwidth_mib=None,
-                          timeout=10, copy_mode=copy_mode)
+                          timeout=10, copy_mode=copy_mode, force=force)
 
 
 def leave_behind(dest):
@@ -185,3 +185,33 @@ def test_the_marker_of_a_dead_process_is_claimed(tmp_path):
     finally:
         os.close(fd)
     assert marker_holder(marker) is None
+
+
+def test_a_file_at_the_destination_is_replaced_only_with_force(tmp_path):
+    """The stale image a rollback kept: the role asks for force; unasked, nothing is touched."""
+    dest = tmp_path / "a.qcow2"
+    dest.write_bytes(b"stale")
+    dom = MirroringDomain(mirror_to=None)
+    with pytest.raises(KvmImagesError, match=r"a\.qcow2 exists; a block copy would overwrite it\. Nothing was changed"):
+        conversion(dom, str(dest)).decide()
+    assert dest.read_bytes() == b"stale" and dom.calls == []
+    live = conversion(dom, str(dest), force=True)
+    reason, disk = live.decide()
+    assert reason.endswith(f", live; replaces the existing {dest} (force)")
+    live.run(disk, pivot=True)
+    assert dom.source == str(dest) and dest.read_bytes() != b"stale"
+
+
+def test_force_never_replaces_a_file_qemu_holds_or_a_directory(tmp_path, monkeypatch):
+    held = tmp_path / "held.qcow2"
+    held.write_bytes(b"in use")
+    monkeypatch.setattr(block_copy, "held_by_qemu", lambda path: path == str(held))
+    directory = tmp_path / "dir.qcow2"
+    directory.mkdir()
+    for dest in (held, directory):
+        dom = MirroringDomain(mirror_to=None)
+        with pytest.raises(KvmImagesError, match="is not a regular file out of QEMU's use; a block copy does not"
+                                                 " replace it, even with force"):
+            conversion(dom, str(dest), force=True).decide()
+        assert dom.calls == []
+    assert held.read_bytes() == b"in use" and directory.is_dir()
