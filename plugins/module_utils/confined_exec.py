@@ -278,7 +278,7 @@ def main(args: list[str] | None = None) -> None:
         apply_limits(request)
     except (OSError, ValueError) as exc:
         _fail(f"cannot set resource limits: {exc}")
-    if request.reads is not None:
+    if request.confined:
         restrict_files(request.reads, request.writes, request.command[0])
         forbid_sockets()
     os.environ.pop("PYTHONPATH", None)

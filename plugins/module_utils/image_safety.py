@@ -38,13 +38,6 @@ MAX_CHAIN_DEPTH = 16
 # A path the kernel refuses (ENAMETOOLONG) or qemu truncates in its fixed buffers.
 PATH_MAX = 4096
 
-# raw and qcow2 are first-class; vdi, vpc and vhdx are read-only sources whose qemu
-# drivers refuse every differencing (parent) image and whose size the inspector
-# computes as qemu does.
-# Formats whose header says what the bytes are; finding one under a declared
-# "raw" means the guest wrote it (or the definition is wrong).
-STRUCTURED = tuple(fmt for fmt in KNOWN_FORMATS if fmt != "raw")
-
 QCOW_MAGIC = b"QFI\xfb"
 QCOW2_MIN_CLUSTER_BITS = 9
 QCOW2_MAX_CLUSTER_BITS = 21
@@ -204,11 +197,10 @@ class Image:
     rounded up to a whole sector; ``padded`` and ``qemu_length`` do the same.
     """
 
-    def __init__(self, head: bytes, size: int, reader: Reader | None = None, footer: bytes = b"") -> None:
+    def __init__(self, head: bytes, size: int, reader: Reader | None = None) -> None:
         self.head = head
         self.size = size
         self.reader = reader
-        self.footer = footer
 
     def read(self, offset: int, length: int) -> bytes:
         """The bytes at ``offset``; fewer when the file ends (or is not at hand) before."""
@@ -235,8 +227,8 @@ class Image:
             return b""
         offset = self.qemu_length - SECTOR
         if self.reader is None and self.size > len(self.head):
-            # Only the caller's copy of the file's last bytes (if any) is at hand.
-            return self.footer[-SECTOR:] if len(self.footer) >= SECTOR else b""
+            # The file's last bytes are not at hand.
+            return b""
         return self.padded(offset, SECTOR)
 
 
@@ -722,14 +714,6 @@ def tail_format(image: Image) -> str | None:
     return None
 
 
-def detect_format(data: bytes, file_size: int, footer: bytes) -> str:
-    """The format qemu would find in these bytes; "raw" when none."""
-    found = head_formats(data)
-    if found:
-        return found[0]
-    return tail_format(Image(data, file_size, footer=footer)) or "raw"
-
-
 INSPECTORS: dict[str, t.Callable[[Image, HeaderReport], None]] = {
     "qcow": inspect_qcow,
     "qcow2": inspect_qcow,
@@ -768,10 +752,9 @@ def inspect_image(image: Image) -> HeaderReport:
     return report
 
 
-def inspect_bytes(data: bytes, file_size: int, reader: Reader | None = None, footer: bytes = b"") -> HeaderReport:
-    """Inspect an image from its first bytes (``reader`` fetches ranges beyond them;
-    without one, ``footer`` may carry the file's last bytes)."""
-    return inspect_image(Image(data, file_size, reader, footer))
+def inspect_bytes(data: bytes, file_size: int, reader: Reader | None = None) -> HeaderReport:
+    """Inspect an image from its first bytes (``reader`` fetches ranges beyond them)."""
+    return inspect_image(Image(data, file_size, reader))
 
 
 def path_problems(path: str) -> list[str]:
@@ -883,11 +866,9 @@ def backing_name_problems(name: str, backing_format: str | None) -> list[str]:
     return problems
 
 
-def allowed_dirs(allowed_backing_dirs: list[str] | None, path: str | None) -> list[str]:
+def allowed_dirs(allowed_backing_dirs: list[str] | None, path: str) -> list[str]:
     """The allowed directories, resolved; None means the image's own directory."""
-    dirs = allowed_backing_dirs
-    if dirs is None:
-        dirs = [os.path.dirname(path)] if path else []
+    dirs = [os.path.dirname(path)] if allowed_backing_dirs is None else allowed_backing_dirs
     return [os.path.realpath(directory) for directory in dirs]
 
 
@@ -938,13 +919,12 @@ def vet_report(report: HeaderReport, declared_format: str | None, allowed_backin
     header_counts = declared_format is None or declared_format == report.detected_format
     if problems or not header_counts or report.backing_file is None:
         return problems, []
-    dirs = allowed_dirs(allowed_backing_dirs, path)
     if path is None:
         # Without the image's path nothing can be resolved: a name alone is never enough.
         problems = backing_name_problems(report.backing_file, report.backing_format)
         return problems or [f"backing file {printable(report.backing_file)} cannot be resolved without the"
                             " image's path"], []
-    return chain_problems(path, report, dirs)
+    return chain_problems(path, report, allowed_dirs(allowed_backing_dirs, path))
 
 
 def safety_problems(report: HeaderReport, declared_format: str | None, *,
@@ -975,6 +955,5 @@ def readable_backing(vetting: Vetting, path: str, allowed_backing_dirs: list[str
     """The backing files the kernel lets qemu-img read besides the image: the vetted chain, resolved, and of
     it only what lies inside the allowed directories - so that a verdict the inspector got wrong cannot widen
     what qemu-img may read."""
-    directories = [os.path.dirname(path)] if allowed_backing_dirs is None else allowed_backing_dirs
-    resolved = [os.path.realpath(directory) for directory in directories]
+    resolved = allowed_dirs(allowed_backing_dirs, path)
     return tuple(real for real, _format in vetting.chain if inside(real, resolved))

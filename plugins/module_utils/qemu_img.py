@@ -17,7 +17,6 @@ import os
 import struct
 import sys
 import typing as t
-from dataclasses import dataclass
 
 from ansible_collections.kvm.images.plugins.module_utils import confinement
 from ansible_collections.kvm.images.plugins.module_utils.confinement import Access, Limits
@@ -43,15 +42,8 @@ class ImageInUseError(QemuImgError):
     """qemu-img met QEMU's image lock: another process (a running guest) uses the image."""
 
 
-@dataclass(frozen=True)
-class ResourceLimits:
-    """Limits for commands that parse guest-controlled metadata (CVE-2015-5162)."""
-
-    address_space: int = 1 << 30
-    cpu_seconds: int = 30
-
-
-DEFAULT_LIMITS = ResourceLimits()
+# Limits for commands that parse guest-controlled metadata (CVE-2015-5162).
+DEFAULT_LIMITS = Limits(address_space=1 << 30, cpu_seconds=30)
 
 
 def qemu_img_for(module: t.Any) -> QemuImg:
@@ -201,7 +193,7 @@ class QemuImg:
     call reads: the only other files qemu-img may read.
     """
 
-    def __init__(self, module: t.Any, limits: ResourceLimits = DEFAULT_LIMITS,
+    def __init__(self, module: t.Any, limits: Limits = DEFAULT_LIMITS,
                  confinement_mode: str = confinement.ENABLED) -> None:
         self.module = module
         self.limits = limits
@@ -223,7 +215,7 @@ class QemuImg:
 
     def command(self, argv: list[str], access: Access, *, limited: bool = False) -> list[str]:
         """The whole argv of one call: the launcher, its confinement and limits, then qemu-img."""
-        limits = Limits(self.limits.address_space, self.limits.cpu_seconds) if limited else Limits()
+        limits = self.limits if limited else Limits()
         if self.confinement_mode == confinement.DISABLED:
             access = None
         return confinement.launcher_argv(self.python, [self.binary] + argv, access, limits)

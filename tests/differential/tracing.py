@@ -39,7 +39,7 @@ OPEN_CALLS = frozenset({"open", "openat", "openat2", "creat", "open_by_handle_at
 ALL_PATHS = frozenset({"rename", "renameat", "renameat2", "link", "linkat", "symlink", "symlinkat"})
 # As QemuImg._run sets it: the C locale, so no locale or gconv file is ever read.
 ENVIRONMENT = {"LC_ALL": "C", "LANG": "C"}
-# As long as the modules' CPU limit for qemu-img (ResourceLimits.cpu_seconds).
+# As long as the modules' CPU limit for qemu-img (DEFAULT_LIMITS.cpu_seconds).
 COMMAND_TIMEOUT = 30
 
 # What qemu-img opens on its own, whatever the image: its program files. Each is named
@@ -101,8 +101,7 @@ def qemu_command(qemu_args: list[str], readable: t.Sequence[str] = (), writable:
     command = [*qemu_program(), *qemu_args]
     if not CONFINED:
         return command
-    limits = (confinement.Limits() if qemu_args[0] == "convert"
-              else confinement.Limits(DEFAULT_LIMITS.address_space, DEFAULT_LIMITS.cpu_seconds))
+    limits = confinement.Limits() if qemu_args[0] == "convert" else DEFAULT_LIMITS
     return confinement.launcher_argv(sys.executable, command, confinement.Access(tuple(readable), tuple(writable)),
                                      limits)
 
