@@ -60,9 +60,17 @@ role_run() {
   set +e
   playbook -e @"$fleet/guests.yml" -e disk_format_report_dir="$report" -e disk_format_max_fail_percentage=100 "$@" \
     | tee "$log"
-  local status=${PIPESTATUS[0]}
+  last_exit=${PIPESTATUS[0]}
   set -e
-  echo "exit code: $status"
+  echo "exit code: $last_exit"
+  # The controller's own play (the fleet report) never fails, whatever the hypervisors did.
+  grep -Eq "^localhost +: ok=[0-9]+ +changed=[0-9]+ +unreachable=0 +failed=0 " "$log" ||
+    fail "the controller's play failed in $log"
+}
+# How ansible-playbook ended the last role_run: 0 when every host succeeded, else not.
+exited() {
+  if [ "$1" = ok ]; then [ "$last_exit" -eq 0 ] || fail "$2 exited $last_exit"
+  else [ "$last_exit" -ne 0 ] || fail "$2 exited 0 though a host failed"; fi
 }
 
 lab() {
@@ -80,6 +88,7 @@ PY
 }
 
 timed "plan" role_run "$dir/plan.log" kvm.images.plan
+exited ok "plan"
 for host in "${hosts[@]}"; do
   recap "$dir/plan.log" "$host" 0 0
   plan=$(planned "$host")
@@ -87,16 +96,19 @@ for host in "${hosts[@]}"; do
 done
 
 timed "migrate" role_run "$dir/migrate.log" kvm.images.migrate
+exited failed "migrate"
 for host in "${converging[@]}"; do recap "$dir/migrate.log" "$host" "$some" 0; done
 recap "$dir/migrate.log" hv3 0 1
 grep -q 'Not enough space on hv3' "$dir/migrate.log" || fail "hv3 failed for another reason"
 timed "verify (db boots)" playbook "$fleet/verify.yml" -e "converged='${converging[*]}'" -e boot_db=true
 
 timed "migrate again" role_run "$dir/again.log" kvm.images.migrate
+exited failed "migrate again"
 for host in "${converging[@]}"; do recap "$dir/again.log" "$host" 0 0; done
 recap "$dir/again.log" hv3 0 1
 
 timed "rollback" role_run "$dir/rollback.log" kvm.images.rollback
+exited ok "rollback"
 for host in "${converging[@]}"; do recap "$dir/rollback.log" "$host" "$some" 0; done
 recap "$dir/rollback.log" hv3 0 0
 timed "verify" playbook "$fleet/verify.yml" -e converged=
