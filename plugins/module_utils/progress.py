@@ -106,7 +106,11 @@ class Progress:
                 pass
 
     def run_sampler(self, interval: float = 1.0) -> None:
-        """Sample and write every ``interval`` s in a thread of its own, until ``close``."""
+        """Sample and write every ``interval`` s in a thread of its own, until ``close``; without a file
+        nobody reads the samples, so no thread."""
+        if self.path is None:
+            return
+
         def loop() -> None:
             while not self.stopped.wait(interval):
                 self.sample()
