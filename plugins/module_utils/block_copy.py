@@ -283,8 +283,6 @@ class BlockCopy:
 
     def wait_ready(self) -> None:
         """Until the mirror is READY; a vanished job or the timeout (counted from the first attempt) is a failure."""
-        if self.started is None:
-            self.started = self.clock()
         deadline = self.started + self.timeout
         # Small disks are ready in milliseconds: poll fast first, then back off to the interval.
         pause = min(0.02, self.poll_interval)
