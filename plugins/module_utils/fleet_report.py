@@ -15,6 +15,8 @@ import html
 import time
 import typing as t
 
+from ansible_collections.kvm.images.plugins.module_utils.schedule import utc
+
 HOST_STATUSES = ("failed", "unreachable", "not reached", "deferred", "changed", "planned", "converged")
 DISK_STATUSES = ("converted", "failed", "deferred", "planned", "not reached", "ok", "skipped")
 PLAN_STATUS = {"ok": "ok", "skip": "skipped", "defer": "deferred"}
@@ -117,7 +119,7 @@ def fleet_report(records: list[dict[str, t.Any]], *, play_hosts: list[str], acti
     include = list(dict.fromkeys(pattern for host in hosts for pattern in host.get("settings", {}).get("include", [])))
     reached = any(host["domains"] for host in hosts)
     return {
-        "generated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(generated or time.time())),
+        "generated": utc(generated or time.time()),
         "mode": mode,
         "summary": summary(hosts, disks),
         # Without a host that got as far as listing its domains, nothing can be said to match nothing.
