@@ -161,9 +161,9 @@ def refusal(disk: dict[str, t.Any]) -> str | None:
     if disk["readonly"]:
         return "a read-only disk is not converted"
     if disk.get("slices"):
-        return "its <source> has <slices>: a byte range of the original is not the same range of a converted image"
+        return f"its <source> has <slices>: {domain_xml.SLICES_KEEP_THEIR_IMAGE}"
     if disk.get("encryption"):
-        return "it has <encryption>: the image is read through that layer, which a converted file would not carry"
+        return f"it has <encryption>: {domain_xml.ENCRYPTION_KEEPS_ITS_IMAGE}"
     return None
 
 

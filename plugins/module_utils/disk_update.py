@@ -41,12 +41,10 @@ def switch_refusal(disk: dict[str, t.Any], switches_image: bool) -> str | None:
     if disk["device"] != "disk":
         return f"disk {disk['target']} is a {disk['device']}; only disks are changed"
     if switches_image and disk.get("slices"):
-        return (f"disk {disk['target']} has <slices> in its <source>: a byte range of the original is not the same"
-                " range of a converted image")
+        return f"disk {disk['target']} has <slices> in its <source>: {domain_xml.SLICES_KEEP_THEIR_IMAGE}"
     if switches_image and disk.get("encryption"):
         where = "its <source>" if disk["encryption"] == "source" else "the disk"
-        return (f"disk {disk['target']} has <encryption> in {where}: the image is read through that layer, which a"
-                " converted file would not carry")
+        return f"disk {disk['target']} has <encryption> in {where}: {domain_xml.ENCRYPTION_KEEPS_ITS_IMAGE}"
     return None
 
 
@@ -180,14 +178,13 @@ def update_disks(connection: t.Any, disks: list[dict[str, t.Any]], *, on_running
         for index, before in zip(indexes, edit.disks):
             wanted = disks[index]
             reason = describe_change(before, wanted)
-            refused = reason and switch_refusal(
-                before, wanted.get("source") is not None or wanted.get("driver_type") is not None)
+            names_an_image = wanted.get("source") is not None or wanted.get("driver_type") is not None
+            refused = reason and switch_refusal(before, names_an_image)
             if refused:
                 raise KvmImagesError(f"domain {name}: {refused}; nothing was changed", domain=name,
                                      target=before["target"])
             new_source = wanted.get("source") or before["source"]
             made_later = expect_new_images and not apply and not os.path.lexists(new_source)
-            names_an_image = wanted.get("source") is not None or wanted.get("driver_type") is not None
             if reason and names_an_image and not made_later:
                 check_new_source(new_source, wanted.get("driver_type"), before["driver_type"], allowed_backing_dirs)
             if reason and made_later:

@@ -20,6 +20,10 @@ else:
     LXML_IMPORT_ERROR = None
 
 DRIVER_OPTIONS = ("cache", "io", "discard", "detect_zeroes")
+# Why a disk with <slices> or <encryption> keeps its image (the same element on a converted file would make
+# the guest read other bytes).
+SLICES_KEEP_THEIR_IMAGE = "a byte range of the original is not the same range of a converted image"
+ENCRYPTION_KEEPS_ITS_IMAGE = "the image is read through that layer, which a converted file would not carry"
 
 
 def parse(xml: str) -> t.Any:
