@@ -142,6 +142,12 @@ def records_of_reports(reports: list[dict[str, t.Any]]) -> tuple[list[dict[str, 
     return list(by_host.values()), list(by_host)
 
 
+def merged_mode(reports: list[dict[str, t.Any]]) -> str:
+    """What the merged runs were: their common mode; migrate when they differ (nothing claims "no change")."""
+    modes = {report.get("mode") or "migrate" for report in reports}
+    return modes.pop() if len(modes) == 1 else "migrate"
+
+
 def count(values: t.Iterable[str], names: t.Iterable[str]) -> dict[str, int]:
     counts = dict.fromkeys(names, 0)
     for value in values:

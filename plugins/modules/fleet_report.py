@@ -66,10 +66,11 @@ options:
     type: list
     elements: str
   mode:
-    description: What the run was.
+    description:
+      - What the run was.
+      - V(migrate) when unset, or with O(merge) the mode of the merged reports when they all have the same one.
     type: str
     choices: [migrate, rollback, plan, check]
-    default: migrate
   warn_unmatched:
     description: Warn about settings that matched no domain (set once every host has run).
     type: bool
@@ -125,6 +126,7 @@ from ansible_collections.kvm.images.plugins.module_utils.atomic_file import writ
 from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImagesError
 from ansible_collections.kvm.images.plugins.module_utils.fleet_report import (
     fleet_report,
+    merged_mode,
     records_of_reports,
     render_html,
 )
@@ -133,16 +135,21 @@ from ansible_collections.kvm.images.plugins.module_utils.module_run import run_m
 
 def run(module: AnsibleModule) -> dict:
     params = module.params
-    records, play_hosts = params["records"], params["play_hosts"]
+    records, play_hosts, mode = params["records"], params["play_hosts"], params["mode"] or "migrate"
     if params["merge"] is not None:
         reports = []
         for path in params["merge"]:
-            with open(path, encoding="utf-8") as handle:
-                reports.append(json.load(handle))
+            try:
+                with open(path, encoding="utf-8") as handle:
+                    reports.append(json.load(handle))
+            except (OSError, ValueError) as exc:
+                raise KvmImagesError(f"cannot read the report {path}: {getattr(exc, 'strerror', None) or exc};"
+                                     " nothing was written", path=path) from exc
         records, play_hosts = records_of_reports(reports)
+        mode = params["mode"] or merged_mode(reports)
     elif play_hosts is None:
         raise KvmImagesError("play_hosts is required with records")
-    report = fleet_report(records, play_hosts=play_hosts, active_hosts=params["active_hosts"], mode=params["mode"])
+    report = fleet_report(records, play_hosts=play_hosts, active_hosts=params["active_hosts"], mode=mode)
     os.makedirs(params["dest"], mode=0o755, exist_ok=True)
     json_path, html_path = os.path.join(params["dest"], "report.json"), os.path.join(params["dest"], "report.html")
     write_whole(json_path, json.dumps(report, indent=2, sort_keys=True) + "\n")
@@ -162,7 +169,7 @@ def main() -> None:
             play_hosts=dict(type="list", elements="str"),
             merge=dict(type="list", elements="path"),
             active_hosts=dict(type="list", elements="str"),
-            mode=dict(type="str", default="migrate", choices=["migrate", "rollback", "plan", "check"]),
+            mode=dict(type="str", choices=["migrate", "rollback", "plan", "check"]),
             warn_unmatched=dict(type="bool", default=False),
         ),
         mutually_exclusive=[("records", "merge")],

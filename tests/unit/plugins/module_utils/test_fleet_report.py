@@ -135,3 +135,11 @@ def test_reports_of_shards_merge_into_one_naming_every_host():
         ("hv1", "changed"), ("hv2", "unreachable"), ("hv3", "failed")]
     assert merged["summary"]["disks"] == 3
     assert [d["host"] for d in merged["disks"]] == ["hv1", "hv1", "hv1"]
+
+
+def test_merged_reports_keep_the_mode_they_share():
+    from ansible_collections.kvm.images.plugins.module_utils.fleet_report import merged_mode
+    plans = [fleet_report([], play_hosts=["hv1"], mode="plan"), fleet_report([], play_hosts=["hv2"], mode="plan")]
+    assert merged_mode(plans) == "plan"
+    assert merged_mode(plans + [fleet_report([], play_hosts=["hv3"], mode="check")]) == "migrate"
+    assert merged_mode([{"hosts": []}]) == "migrate"
