@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import time
 import typing as t
 
@@ -25,7 +26,13 @@ from ansible_collections.kvm.images.plugins.module_utils.preflight import (
     space_by_filesystem,
 )
 from ansible_collections.kvm.images.plugins.module_utils.rollback_plan import rollback_plan
-from ansible_collections.kvm.images.plugins.module_utils.schedule import MIB, Schedule, deadline_of, defer_late
+from ansible_collections.kvm.images.plugins.module_utils.schedule import (
+    MIB,
+    Schedule,
+    deadline_of,
+    defer_late,
+    human_duration,
+)
 from ansible_collections.kvm.images.plugins.module_utils.space import SPACE_MARGIN_BYTES, SPACE_MARGIN_RATIO
 
 Filter = t.Callable[..., t.Any]
@@ -106,6 +113,12 @@ def disk_format_seconds(records: list[dict[str, t.Any]], expected_mib_s: float, 
     rate = schedule.rate(None) or 1
     data = sum(int(record.get("required") or 0) for record in records)
     return data / rate / max(1, min(int(parallel), len(records) or 1))
+
+
+@role_filter
+def disk_format_duration(seconds: float) -> str:
+    """Rounded up: a copy that takes a fraction of a second is not "about 0 s"."""
+    return human_duration(math.ceil(float(seconds)))
 
 
 @role_filter

@@ -94,5 +94,17 @@ def defer_late(records: list[dict[str, t.Any]], schedule: Schedule, measured: fl
     return marked
 
 
+def human_duration(seconds: float) -> str:
+    """``7 s``, ``1 min 12 s``, ``2 h 02 min``: to the nearest second."""
+    seconds = round(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    if minutes:
+        return f"{minutes} min {seconds:02d} s"
+    return f"{seconds} s"
+
+
 def utc(moment: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(moment))

@@ -21,6 +21,8 @@ from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 from ansible.utils.vars import merge_hash
 
+from ansible_collections.kvm.images.plugins.module_utils.schedule import human_duration
+
 display = Display()
 
 # The async wrapper kills a job older than this; the module's own timeouts end a stuck copy far sooner.
@@ -36,17 +38,6 @@ def human_bytes(count: float) -> str:
             return f"{count:.1f} {unit}" if unit != "B" else f"{count:.0f} B"
         count /= 1024
     return f"{count:.1f} TiB"
-
-
-def human_duration(seconds: float) -> str:
-    seconds = round(seconds)
-    hours, rest = divmod(seconds, 3600)
-    minutes, seconds = divmod(rest, 60)
-    if hours:
-        return f"{hours} h {minutes:02d} min"
-    if minutes:
-        return f"{minutes} min {seconds:02d} s"
-    return f"{seconds} s"
 
 
 def progress_line(item: dict[str, t.Any]) -> str:

@@ -92,3 +92,8 @@ def test_seconds_and_conversions():
     [first, _second] = disk_format.disk_format_conversions(group)
     assert first == {"src": "/i/a.raw", "src_format": "raw", "dest": "/i/a.qcow2", "format": "qcow2",
                      "label": "a vda", "force": False}
+
+
+@pytest.mark.parametrize("seconds, text", [(0.2, "1 s"), (7, "7 s"), (71.1, "1 min 12 s"), (7322, "2 h 02 min")])
+def test_a_duration_is_rounded_up_and_read_as_a_person_does(seconds, text):
+    assert disk_format.disk_format_duration(seconds) == text
