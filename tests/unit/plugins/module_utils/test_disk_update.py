@@ -52,9 +52,9 @@ def test_a_definition_that_reads_back_wrong_is_reported():
                                                   "driver_type": "qcow2"}])
 
 
-def defined_as_web01(name, running=False):
-    """A persistent domain called ``name`` whose definition is web01's."""
-    return FakeDomain(name, xml=WEB01, active=running)
+def defined_as_web01(name, running=False, xml=WEB01):
+    """A persistent domain called ``name`` whose definition is web01's (or ``xml``)."""
+    return FakeDomain(name, xml=xml, active=running)
 
 
 def new_images(tmp_path, *names):
@@ -217,9 +217,7 @@ ENCRYPTED_DISK = WEB01.replace("<target dev='vda' bus='virtio'/>",
 ], ids=["slices", "encrypted-source", "encrypted-disk", "cdrom-format", "cdrom-driver-option"])
 def test_a_disk_whose_image_cannot_be_switched_is_refused_by_name(tmp_path, xml, change, message):
     from ansible_collections.kvm.images.plugins.module_utils.disk_update import update_disks
-    dom = defined_as_web01("web01")
-    dom.xml = xml
-    dom.answers = []
+    dom = defined_as_web01("web01", xml=xml)
     [image] = new_images(tmp_path, "system.img")
     with pytest.raises(KvmImagesError) as caught:
         update_disks(Hypervisor(dom), [dict(change, name="web01", source=image if "driver_type" in change else None)],
@@ -231,9 +229,7 @@ def test_a_disk_whose_image_cannot_be_switched_is_refused_by_name(tmp_path, xml,
 
 def test_driver_options_of_a_sliced_disk_may_still_change():
     from ansible_collections.kvm.images.plugins.module_utils.disk_update import update_disks
-    dom = defined_as_web01("web01")
-    dom.xml = SLICED
-    dom.answers = []
+    dom = defined_as_web01("web01", xml=SLICED)
     results, _edits = update_disks(Hypervisor(dom), [{"name": "web01", "target": "vda", "cache": "writeback"}],
                                    on_running="persist", allowed_backing_dirs=None, apply=True)
     assert results[0]["reason"] == "vda: cache none -> writeback"

@@ -44,7 +44,6 @@ def test_guest_ignoring_acpi_is_left_running_without_force():
         PowerControl(clock=clock, sleep=clock.sleep).shutdown([domain], timeout=5, force_off=False)
     assert caught.value.msg == ("domain web01 did not shut down within 5 s after an ACPI shutdown request; it is"
                                 " still running and nothing was changed (set force_off to power it off).")
-    assert "still running" in caught.value.msg
     assert "destroy" not in domain.calls
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from ansible_collections.kvm.images.plugins.module_utils.errors import KvmImagesError
 from ansible_collections.kvm.images.plugins.module_utils.host_lock import HostLock, try_create
-from ansible_collections.kvm.images.tests.unit.plugins.module_utils.fake_clock import FakeClock
+from ansible_collections.kvm.images.tests.unit.plugins.module_utils.fakes import FakeClock
 
 
 def test_acquire_release_and_idempotence(tmp_path):
