@@ -26,6 +26,11 @@ def converted_record(disk: dict[str, t.Any], result: dict[str, t.Any], host: str
     return record
 
 
+def not_converted(disk: dict[str, t.Any], host: str, status: str, why: str) -> dict[str, t.Any]:
+    """A disk that did not move: failed (with its ``error``) or deferred (with its ``reason``)."""
+    return dict(disk, host=host, status=status, **{"error" if status == "failed" else "reason": why})
+
+
 def outcome_records(disks: list[dict[str, t.Any]], task_results: list[dict[str, t.Any]], host: str,
                     downtime_s: float | None = None, running: bool = False) -> list[dict[str, t.Any]]:
     """One record per disk that moved on its own - a live copy pivots disk by disk - with its own outcome:
@@ -39,7 +44,7 @@ def outcome_records(disks: list[dict[str, t.Any]], task_results: list[dict[str, 
             records.append(converted_record(disk, result, host, downtime_s=downtime_s, running=running))
         else:
             status, why = outcome
-            records.append(dict(disk, host=host, status=status, **{"error" if status == "failed" else "reason": why}))
+            records.append(not_converted(disk, host, status, why))
     return records
 
 
@@ -91,8 +96,7 @@ def offline_outcome(disks: list[dict[str, t.Any]], convert_results: list[dict[st
         else:
             results.append(converted_record(disk, result, host, downtime_s=downtime_s, running=running))
             continue
-        key = "error" if status == "failed" else "reason"
-        results.append(dict(disk, host=host, status=status, **{key: why}))
+        results.append(not_converted(disk, host, status, why))
     moved = [disk for disk in disks if disk["domain"] not in troubled and disk["domain"] not in domain_errors]
     updates = [{"name": disk["domain"], "target": disk["target"], "source": disk["dest"],
                 "driver_type": disk["target_format"]} for disk in moved]
