@@ -16,6 +16,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 VENV = pathlib.Path(os.environ.get("KVM_IMAGES_VENV", ROOT / ".venv"))
 COLLECTIONS = ROOT / "build" / "collections"
 COPIED: list[bool] = []
+# The lab's helper that defines, starts, watches and removes test guests.
+LABCTL = [str(VENV / "bin" / "python"), str(ROOT / "tests" / "guest" / "labctl.py")]
 
 # A bench stopped with kill (SIGTERM) still runs its finally and removes the guests it defined; without this
 # they stay defined and later runs see them on the host.
@@ -111,3 +113,8 @@ def ratio(a: float, b: float) -> str:
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+def labctl(*args: str) -> dict:
+    """Run the lab's helper; its answer (JSON)."""
+    return json.loads(output(LABCTL + list(args)))

@@ -21,9 +21,8 @@ import os
 import shutil
 import subprocess
 
-from common import ROOT, VENV, log, output, ratio, run_playbook, timed
+from common import LABCTL, log, output, ratio, run_playbook, timed
 
-LABCTL = [str(VENV / "bin" / "python"), str(ROOT / "tests" / "guest" / "labctl.py")]
 PREFIX = "kvm-images-bench-scale-"
 
 

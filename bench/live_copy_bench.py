@@ -18,14 +18,9 @@ import shutil
 import subprocess
 import sys
 
-from common import ROOT, VENV, drop_caches, log, output, ratio, run_playbook, timed
+from common import LABCTL, drop_caches, labctl, log, ratio, run_playbook, timed
 
-LABCTL = [str(VENV / "bin" / "python"), str(ROOT / "tests" / "guest" / "labctl.py")]
 DOMAIN = "kvm-images-bench-live"
-
-
-def labctl(*args: str) -> dict:
-    return json.loads(output(LABCTL + list(args)))
 
 
 def one_round(lab: str, data_mib: int) -> dict[str, float]:

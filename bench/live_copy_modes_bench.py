@@ -18,7 +18,6 @@ writes, timed by the guest's own clock), far faster than the copy's bandwidth ca
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -28,18 +27,13 @@ import time
 import typing as t
 
 import libvirt
-from common import ROOT, VENV, log, output, ratio, run_playbook
+from common import ROOT, labctl, log, ratio, run_playbook
 
-LABCTL = [str(VENV / "bin" / "python"), str(ROOT / "tests" / "guest" / "labctl.py")]
 DOMAIN = "kvm-images-bench-live-modes"
 MODES = ("background", "write_blocking", "auto")
 PHASES = ("none", "background", "write_blocking")
 # libvirt's VIR_DOMAIN_BLOCK_COPY_* flags, as the collection uses them.
 REUSE_EXT, TRANSIENT_JOB, SYNCHRONOUS_WRITES = 2, 4, 8
-
-
-def labctl(*args: str) -> dict:
-    return json.loads(output(LABCTL + list(args)))
 
 
 def last_pass(serial: str) -> int:
