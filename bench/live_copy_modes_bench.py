@@ -33,7 +33,6 @@ DOMAIN = "kvm-images-bench-live-modes"
 MODES = ("background", "write_blocking", "auto")
 PHASES = ("none", "background", "write_blocking")
 # libvirt's VIR_DOMAIN_BLOCK_COPY_* flags, as the collection uses them.
-REUSE_EXT, TRANSIENT_JOB, SYNCHRONOUS_WRITES = 2, 4, 8
 
 
 def last_pass(serial: str) -> int:
@@ -88,7 +87,8 @@ def copy_phase(dom: libvirt.virDomain, dest: str, capacity: int, phase: str, sec
         time.sleep(seconds)
         return
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", dest, str(capacity)], check=True)
-    flags = REUSE_EXT | TRANSIENT_JOB | (SYNCHRONOUS_WRITES if phase == "write_blocking" else 0)
+    flags = (libvirt.VIR_DOMAIN_BLOCK_COPY_REUSE_EXT | libvirt.VIR_DOMAIN_BLOCK_COPY_TRANSIENT_JOB
+             | (libvirt.VIR_DOMAIN_BLOCK_COPY_SYNCHRONOUS_WRITES if phase == "write_blocking" else 0))
     dom.blockCopy("vda", f"<disk type='file'><source file='{dest}'/><driver type='qcow2'/></disk>",
                   {"bandwidth": bandwidth << 20}, flags)
     time.sleep(seconds)
