@@ -32,7 +32,6 @@ from common import ROOT, labctl, log, ratio, run_playbook
 DOMAIN = "kvm-images-bench-live-modes"
 MODES = ("background", "write_blocking", "auto")
 PHASES = ("none", "background", "write_blocking")
-# libvirt's VIR_DOMAIN_BLOCK_COPY_* flags, as the collection uses them.
 
 
 def last_pass(serial: str) -> int:
