@@ -108,8 +108,9 @@ def fleet_report(records: list[dict[str, t.Any]], *, play_hosts: list[str], acti
     names no domain of any host is listed as unmatched.
     """
     by_host = {record["host"]: record for record in records}
-    active = set(play_hosts if active_hosts is None else active_hosts)
-    hosts = [by_host.get(host) or missing_host(host, failed=host not in active or active_hosts is None)
+    # Without active_hosts every host has had its turn.
+    active = set(active_hosts or ())
+    hosts = [by_host.get(host) or missing_host(host, failed=active_hosts is None or host not in active)
              for host in play_hosts]
     in_play = set(play_hosts)
     hosts += [record for host, record in by_host.items() if host not in in_play]
