@@ -104,7 +104,7 @@ cp "$lab/down.raw" "$lab/down.bytes"
 migrate -e disk_format_method=offline -e disk_format_keep_source=false -e '{"disk_format_include": ["'"$down"'"]}' \
   > "$lab/down-run.log" 2>&1 || { cat "$lab/down-run.log"; fail "the offline run of $down failed"; }
 [ "$("${virsh[@]}" domstate "$down")" = "running" ] || fail "$down was not started again"
-[ "$(source_of "$down")" = "$lab/down.qcow2" ] && [ "$(defined_source_of "$down")" = "$lab/down.qcow2" ] ||
+{ [ "$(source_of "$down")" = "$lab/down.qcow2" ] && [ "$(defined_source_of "$down")" = "$lab/down.qcow2" ]; } ||
   fail "$down does not run on its qcow2"
 qemu-img compare -q -U -f raw -F qcow2 "$lab/down.bytes" "$lab/down.qcow2" || fail "down.qcow2 differs from down.raw"
 [ ! -e "$lab/down.raw" ] || fail "the original of $down, started again on its qcow2, was kept"
@@ -126,7 +126,7 @@ if migrate -e '{"disk_format_include": ["'"$foreign"'"]}' > "$lab/foreign-run.lo
 fi
 grep -q "$foreign vda ($lab/foreign.raw): $lab/foreign.qcow2 exists; a block copy would overwrite it. Nothing was changed; $foreign runs on, each disk on the image it was using." \
   "$lab/foreign-run.log" || { cat "$lab/foreign-run.log"; fail "the failure is not in the disk's own words"; }
-[ "$(source_of "$foreign")" = "$lab/foreign.raw" ] && [ "$("${virsh[@]}" domstate "$foreign")" = "running" ] ||
+{ [ "$(source_of "$foreign")" = "$lab/foreign.raw" ] && [ "$("${virsh[@]}" domstate "$foreign")" = "running" ]; } ||
   fail "$foreign does not run on its original"
 [ "$(cat "$lab/foreign.qcow2")" = "not ours" ] || fail "the file at the destination was touched"
 python3 - "$lab/report/report.json" "$foreign" <<'PY' || fail "the report does not say why $foreign failed"

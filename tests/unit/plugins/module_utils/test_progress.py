@@ -23,7 +23,7 @@ def test_with_a_file_the_sampler_writes_what_it_sampled(tmp_path):
     progress.start("a", "web01 vda", 100, "offline", sampler=lambda: 40)
     progress.run_sampler(interval=0.01)
     try:
-        for _ in range(500):
+        for _attempt in range(500):
             if path.exists() and json.loads(path.read_text())["items"][0]["done"] == 40:
                 break
             progress.stopped.wait(0.01)
